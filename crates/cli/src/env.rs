@@ -1,0 +1,214 @@
+//! `drbridge env up|status|down`.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use drbridge_localenv::{Env, EnvOptions, EnvState, Lifetime, Progress, process::pid_alive};
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Start the clusters (building the control-plane binaries on first use).
+    Up(UpArgs),
+    /// Build (first time) or find the pinned control-plane binaries, and print where they are.
+    Prepare,
+    /// Show what runs.
+    Status(DirArg),
+    /// Stop everything and remove the environment's directory.
+    Down(DirArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The environment's directory (data, logs, kubeconfigs, state).
+    #[arg(long, env = "DRBRIDGE_ENV_DIR", default_value = ".drbridge/env")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Comma-separated cluster names; the first is the hub.
+    #[arg(long, value_delimiter = ',', default_value = "hub,dr1,dr2")]
+    pub clusters: Vec<String>,
+    /// Seconds to wait for every API server to answer ready.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
+    match cmd {
+        EnvCommand::Up(args) => up(args).await,
+        EnvCommand::Prepare => prepare().await,
+        EnvCommand::Status(d) => status(&d.dir),
+        EnvCommand::Down(d) => down(&d.dir),
+    }
+}
+
+/// Prints build progress on one line on a terminal, else a line every few seconds.
+pub fn progress_printer() -> impl Fn(Progress) + Sync + Send + 'static {
+    let tty = std::io::stderr().is_terminal();
+    move |p| {
+        let mut err = std::io::stderr();
+        match p {
+            Progress::Cached { name, version } => {
+                let _ = writeln!(err, "✓ {name} {version} (cached)");
+            }
+            Progress::Building {
+                name,
+                version,
+                packages,
+                elapsed,
+            } => {
+                let line = format!(
+                    "… building {name} {version} from Go modules (first run only): {packages} packages, {}s",
+                    elapsed.as_secs()
+                );
+                if tty {
+                    let _ = write!(err, "\r\x1b[2K{line}");
+                } else if elapsed.as_secs() % 30 < 2 {
+                    let _ = writeln!(err, "{line}");
+                }
+            }
+            Progress::Built {
+                name,
+                version,
+                elapsed,
+            } => {
+                if tty {
+                    let _ = write!(err, "\r\x1b[2K");
+                }
+                let _ = writeln!(err, "✓ {name} {version} built in {}s", elapsed.as_secs());
+            }
+        }
+    }
+}
+
+async fn prepare() -> anyhow::Result<()> {
+    let cache = drbridge_localenv::cache_dir();
+    let printer = progress_printer();
+    let tc =
+        tokio::task::spawn_blocking(move || drbridge_localenv::ensure_toolchain(&cache, &printer))
+            .await??;
+    println!("etcd:                    {}", tc.etcd.display());
+    println!("kube-apiserver:          {}", tc.kube_apiserver.display());
+    println!(
+        "kube-controller-manager: {}",
+        tc.kube_controller_manager.display()
+    );
+    println!("kubectl:                 {}", tc.kubectl.display());
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let dir = absolute(&args.dir.dir)?;
+    eprintln!("Starting {} in {}", args.clusters.join(", "), dir.display());
+    let opts = EnvOptions {
+        dir: dir.clone(),
+        clusters: args.clusters.clone(),
+        lifetime: Lifetime::Detached,
+        ready_timeout: Duration::from_secs(args.timeout),
+    };
+    let started = std::time::Instant::now();
+    let printer = progress_printer();
+    let env = match Env::start(opts, &printer).await {
+        Ok(env) => env,
+        Err(e) => {
+            // Leave nothing half-started behind, but keep the logs the
+            // error points at.
+            if let Ok(mut state) = EnvState::load(&dir) {
+                state.stop_all();
+                let _ = std::fs::remove_file(EnvState::path(&dir));
+            }
+            return Err(e).context("drbridge env up");
+        }
+    };
+    let state = env.detach();
+    eprintln!(
+        "✓ {} clusters ready in {:.1}s",
+        state.clusters.len(),
+        started.elapsed().as_secs_f64()
+    );
+    print_summary(&state, &dir);
+    Ok(())
+}
+
+fn print_summary(state: &EnvState, dir: &std::path::Path) {
+    println!(
+        "kubectl ({}): {}",
+        state.kubernetes_version,
+        state.kubectl.display()
+    );
+    for c in &state.clusters {
+        println!(
+            "  {:<6} {}  kubeconfig {}",
+            c.name,
+            c.server,
+            c.kubeconfig.display()
+        );
+    }
+    if let Some(c) = state.clusters.get(1).or(state.clusters.first()) {
+        println!(
+            "\nTry:\n  {} --kubeconfig {} get ns",
+            state.kubectl.display(),
+            c.kubeconfig.display()
+        );
+    }
+    println!("Stop with:\n  drbridge env down --dir {}", dir.display());
+}
+
+fn status(dir: &std::path::Path) -> anyhow::Result<()> {
+    let dir = absolute(dir)?;
+    let state = EnvState::load(&dir)?;
+    println!(
+        "Kubernetes {}, etcd {}",
+        state.kubernetes_version, state.etcd_version
+    );
+    println!(
+        "{:<8} {:<28} {:<24} {:>8}  STATE",
+        "CLUSTER", "SERVER", "COMPONENT", "PID"
+    );
+    for c in &state.clusters {
+        if c.pids.is_empty() {
+            println!(
+                "{:<8} {:<28} {:<24} {:>8}  stopped",
+                c.name, c.server, "-", "-"
+            );
+        }
+        for (comp, pid) in &c.pids {
+            let st = if pid_alive(*pid) { "running" } else { "gone" };
+            println!(
+                "{:<8} {:<28} {:<24} {:>8}  {st}",
+                c.name, c.server, comp, pid
+            );
+        }
+    }
+    for p in &state.extra {
+        let st = if pid_alive(p.pid) { "running" } else { "gone" };
+        println!("{:<8} {:<28} {:<24} {:>8}  {st}", "-", "-", p.name, p.pid);
+    }
+    Ok(())
+}
+
+fn down(dir: &std::path::Path) -> anyhow::Result<()> {
+    let dir = absolute(dir)?;
+    let state = Env::down(&dir)?;
+    eprintln!(
+        "✓ stopped {} processes of {} clusters and removed {}",
+        state.all_pids().len(),
+        state.clusters.len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}

@@ -1,0 +1,581 @@
+//! Starting, tracking and stopping a set of local clusters.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+use tracing::{debug, info};
+
+use crate::certs::{ClusterPki, kubeconfig, write_private};
+use crate::process::{
+    Lifetime, Process, check_port_free, free_port, log_tail, pid_alive, stop_pid,
+};
+use crate::{Error, Progress, releases};
+
+/// The binaries a cluster runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Toolchain {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kubectl: PathBuf,
+}
+
+/// Builds (first time) or finds (afterwards) the pinned binaries.
+pub fn ensure_toolchain(cache: &Path, progress: &dyn Fn(Progress)) -> Result<Toolchain, Error> {
+    let etcd = releases::etcd().ensure(cache, progress)?;
+    let k8s = releases::kubernetes().ensure(cache, progress)?;
+    Ok(Toolchain {
+        etcd: etcd.join("etcd"),
+        kube_apiserver: k8s.join("kube-apiserver"),
+        kube_controller_manager: k8s.join("kube-controller-manager"),
+        kubectl: k8s.join("kubectl"),
+    })
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct EnvOptions {
+    /// Directory for data, logs, PKI, kubeconfigs and the state file.
+    pub dir: PathBuf,
+    pub clusters: Vec<String>,
+    pub lifetime: Lifetime,
+    /// How long to wait for every API server to answer ready.
+    pub ready_timeout: Duration,
+}
+
+/// Loopback ports of one cluster.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterPorts {
+    pub apiserver: u16,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+}
+
+/// What the state file records of one cluster.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub name: String,
+    pub server: String,
+    pub ports: ClusterPorts,
+    pub kubeconfig: PathBuf,
+    /// Component name to pid; empty while the cluster is stopped.
+    pub pids: BTreeMap<String, u32>,
+}
+
+/// A process started beside the clusters (hub, agents, operators).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExtraProcess {
+    pub name: String,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+/// The state file, `DIR/state.json`, read by `env status` and `env down`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnvState {
+    pub kubernetes_version: String,
+    pub etcd_version: String,
+    pub kubectl: PathBuf,
+    pub clusters: Vec<ClusterState>,
+    #[serde(default)]
+    pub extra: Vec<ExtraProcess>,
+}
+
+impl EnvState {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("state.json")
+    }
+
+    pub fn load(dir: &Path) -> Result<EnvState, Error> {
+        let path = Self::path(dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        serde_json::from_str(&text).map_err(|source| Error::State { path, source })
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), Error> {
+        let path = Self::path(dir);
+        let text = serde_json::to_string_pretty(self).map_err(|source| Error::State {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Every recorded pid with its name.
+    pub fn all_pids(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> =
+            self.extra.iter().map(|p| (p.name.clone(), p.pid)).collect();
+        for c in &self.clusters {
+            // Controller-manager before API server before etcd.
+            for comp in ["kube-controller-manager", "kube-apiserver", "etcd"] {
+                if let Some(pid) = c.pids.get(comp) {
+                    v.push((format!("{}/{comp}", c.name), *pid));
+                }
+            }
+        }
+        v
+    }
+
+    /// Stops every process it names (extras first) and forgets them.
+    pub fn stop_all(&mut self) {
+        for (_, pid) in self.all_pids() {
+            stop_pid(pid, Duration::from_secs(10));
+        }
+        self.extra.clear();
+        for c in &mut self.clusters {
+            c.pids.clear();
+        }
+    }
+}
+
+struct LocalCluster {
+    name: String,
+    dir: PathBuf,
+    ports: ClusterPorts,
+    pki: ClusterPki,
+    kubeconfig: PathBuf,
+    processes: Vec<Process>,
+}
+
+/// A running set of local clusters. Attached environments stop when dropped.
+#[derive(Debug)]
+pub struct Env {
+    dir: PathBuf,
+    _tmp: Option<TempDir>,
+    toolchain: Toolchain,
+    lifetime: Lifetime,
+    clusters: Vec<LocalCluster>,
+    extra: Vec<Process>,
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster")
+            .field("name", &self.name)
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidClusterName(name.into()))
+    }
+}
+
+impl Env {
+    /// Starts clusters for a test in a fresh temporary directory. They stop
+    /// when the Env is dropped, also on panic, and when the test process dies.
+    pub async fn start_for_test(clusters: &[&str]) -> Result<Env, Error> {
+        let tmp = tempfile::Builder::new()
+            .prefix("drbridge-env-")
+            .tempdir()
+            .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
+        let opts = EnvOptions {
+            dir: tmp.path().to_path_buf(),
+            clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            lifetime: Lifetime::Attached,
+            ready_timeout: Duration::from_secs(120),
+        };
+        let mut env = Env::start(opts, &|p| debug!(?p, "toolchain")).await?;
+        env._tmp = Some(tmp);
+        Ok(env)
+    }
+
+    /// Starts the clusters of `opts` and waits until every API server is ready.
+    pub async fn start(
+        opts: EnvOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Env, Error> {
+        for c in &opts.clusters {
+            validate_name(c)?;
+        }
+        match EnvState::load(&opts.dir) {
+            Ok(state) => {
+                return Err(if state.all_pids().iter().any(|(_, p)| pid_alive(*p)) {
+                    Error::AlreadyRunning {
+                        dir: opts.dir.clone(),
+                    }
+                } else {
+                    Error::Stale {
+                        dir: opts.dir.clone(),
+                    }
+                });
+            }
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
+        let cache = crate::cache_dir();
+        let toolchain = tokio::task::block_in_place(|| ensure_toolchain(&cache, progress))?;
+
+        let mut env = Env {
+            dir: opts.dir.clone(),
+            _tmp: None,
+            toolchain,
+            lifetime: opts.lifetime,
+            clusters: Vec::new(),
+            extra: Vec::new(),
+        };
+        for name in &opts.clusters {
+            let dir = env.dir.join(name);
+            let pki = ClusterPki::ensure(&dir.join("pki"))?;
+            let ports = ClusterPorts {
+                apiserver: free_port()?,
+                etcd_client: free_port()?,
+                etcd_peer: free_port()?,
+            };
+            let kubeconfig = env.dir.join(format!("{name}.kubeconfig"));
+            let server = format!("https://127.0.0.1:{}", ports.apiserver);
+            write_private(
+                &kubeconfig,
+                &self::kubeconfig(name, &server, &pki, "admin")?,
+            )?;
+            write_private(
+                &dir.join("controller-manager.kubeconfig"),
+                &self::kubeconfig(name, &server, &pki, "controller-manager")?,
+            )?;
+            env.clusters.push(LocalCluster {
+                name: name.clone(),
+                dir,
+                ports,
+                pki,
+                kubeconfig,
+                processes: Vec::new(),
+            });
+        }
+        for i in 0..env.clusters.len() {
+            env.spawn_cluster(i)?;
+        }
+        env.save()?;
+        let deadline = Instant::now() + opts.ready_timeout;
+        for i in 0..env.clusters.len() {
+            env.wait_ready(i, deadline).await?;
+        }
+        Ok(env)
+    }
+
+    fn spawn_cluster(&mut self, i: usize) -> Result<(), Error> {
+        let lifetime = self.lifetime;
+        let tc = self.toolchain.clone();
+        let c = &mut self.clusters[i];
+        for port in [c.ports.apiserver, c.ports.etcd_client, c.ports.etcd_peer] {
+            check_port_free(port)?;
+        }
+        let p = &c.ports;
+        let dir = &c.dir;
+        let peer = format!("http://127.0.0.1:{}", p.etcd_peer);
+        let client = format!("http://127.0.0.1:{}", p.etcd_client);
+        let etcd_args = vec![
+            format!("--name={}", c.name),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={}={peer}", c.name),
+            // Test clusters trade durability for speed; nothing here must
+            // survive a power cut.
+            "--unsafe-no-fsync=true".into(),
+            "--log-level=warn".into(),
+        ];
+        let pki = &c.pki;
+        let s = |p: PathBuf| p.display().to_string();
+        let apiserver_args = vec![
+            format!("--etcd-servers={client}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={}", p.apiserver),
+            format!("--tls-cert-file={}", s(pki.serving_cert())),
+            format!("--tls-private-key-file={}", s(pki.serving_key())),
+            format!("--client-ca-file={}", s(pki.ca_cert())),
+            format!("--service-account-issuer=https://{}.drbridge.local", c.name),
+            format!("--service-account-key-file={}", s(pki.sa_pub())),
+            format!("--service-account-signing-key-file={}", s(pki.sa_key())),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            "--allow-privileged=true".into(),
+            // A loopback address may not be published as the kubernetes
+            // Service's endpoint; nothing in this environment needs it.
+            "--endpoint-reconciler-type=none".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+        ];
+        let kcm_args = vec![
+            format!("--kubeconfig={}", s(dir.join("controller-manager.kubeconfig"))),
+            "--secure-port=0".into(),
+            "--leader-elect=false".into(),
+            // What drbridge and Ramen rely on: namespace deletion, the garbage
+            // collector (owner references), PV binding and protection, and
+            // service accounts with tokens (the charts' RBAC is tested with them).
+            "--controllers=namespace-controller,garbage-collector-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller,persistentvolume-expander-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller".into(),
+            format!("--service-account-private-key-file={}", s(pki.sa_key())),
+            format!("--root-ca-file={}", s(pki.ca_cert())),
+            "--use-service-account-credentials=true".into(),
+        ];
+        let logs = dir.join("logs");
+        c.processes.push(Process::spawn(
+            "etcd",
+            &tc.etcd,
+            &etcd_args,
+            &logs.join("etcd.log"),
+            lifetime,
+        )?);
+        c.processes.push(Process::spawn(
+            "kube-apiserver",
+            &tc.kube_apiserver,
+            &apiserver_args,
+            &logs.join("kube-apiserver.log"),
+            lifetime,
+        )?);
+        c.processes.push(Process::spawn(
+            "kube-controller-manager",
+            &tc.kube_controller_manager,
+            &kcm_args,
+            &logs.join("kube-controller-manager.log"),
+            lifetime,
+        )?);
+        info!(cluster = %c.name, apiserver = p.apiserver, "cluster started");
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, i: usize, deadline: Instant) -> Result<(), Error> {
+        let name = self.clusters[i].name.clone();
+        let client = self.client(&name).await?;
+        loop {
+            let req = http::Request::get("/readyz")
+                .body(Vec::new())
+                .expect("static request");
+            match client.request_text(req).await {
+                Ok(body) if body.trim() == "ok" => return Ok(()),
+                Ok(body) => debug!(cluster = %name, %body, "not ready"),
+                Err(e) => debug!(cluster = %name, error = %e, "not ready"),
+            }
+            for p in &mut self.clusters[i].processes {
+                if !p.is_running() {
+                    return Err(Error::Start {
+                        what: format!("{name}/{}", p.name),
+                        why: format!("it exited; last log lines:\n{}", p.log_tail(15)),
+                        log: p.log.clone(),
+                    });
+                }
+            }
+            if Instant::now() >= deadline {
+                let c = &self.clusters[i];
+                let log = c.dir.join("logs").join("kube-apiserver.log");
+                return Err(Error::Start {
+                    what: format!("{name}/kube-apiserver"),
+                    why: format!("not ready in time; last log lines:\n{}", log_tail(&log, 15)),
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn save(&self) -> Result<(), Error> {
+        self.state().save(&self.dir)
+    }
+
+    /// What the state file would say now.
+    pub fn state(&self) -> EnvState {
+        EnvState {
+            kubernetes_version: releases::KUBERNETES_VERSION.into(),
+            etcd_version: releases::ETCD_VERSION.into(),
+            kubectl: self.toolchain.kubectl.clone(),
+            clusters: self
+                .clusters
+                .iter()
+                .map(|c| ClusterState {
+                    name: c.name.clone(),
+                    server: format!("https://127.0.0.1:{}", c.ports.apiserver),
+                    ports: c.ports,
+                    kubeconfig: c.kubeconfig.clone(),
+                    pids: c
+                        .processes
+                        .iter()
+                        .map(|p| (p.name.clone(), p.pid))
+                        .collect(),
+                })
+                .collect(),
+            extra: self
+                .extra
+                .iter()
+                .map(|p| ExtraProcess {
+                    name: p.name.clone(),
+                    pid: p.pid,
+                    log: p.log.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The environment's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The kubectl of the same release.
+    pub fn kubectl(&self) -> &Path {
+        &self.toolchain.kubectl
+    }
+
+    pub fn cluster_names(&self) -> Vec<String> {
+        self.clusters.iter().map(|c| c.name.clone()).collect()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, Error> {
+        self.clusters
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| Error::UnknownCluster(name.into()))
+    }
+
+    /// The admin kubeconfig of a cluster.
+    pub fn kubeconfig(&self, cluster: &str) -> Result<PathBuf, Error> {
+        Ok(self.clusters[self.find(cluster)?].kubeconfig.clone())
+    }
+
+    /// The API server URL of a cluster.
+    pub fn server(&self, cluster: &str) -> Result<String, Error> {
+        let c = &self.clusters[self.find(cluster)?];
+        Ok(format!("https://127.0.0.1:{}", c.ports.apiserver))
+    }
+
+    /// An admin client for a cluster.
+    pub async fn client(&self, cluster: &str) -> Result<kube::Client, Error> {
+        client_for(&self.kubeconfig(cluster)?).await
+    }
+
+    /// Stops a cluster's processes, keeping its data, ports and identity, as
+    /// when a data centre goes dark.
+    pub fn stop_cluster(&mut self, cluster: &str) -> Result<(), Error> {
+        let i = self.find(cluster)?;
+        let procs = std::mem::take(&mut self.clusters[i].processes);
+        // Controller-manager, then API server, then etcd.
+        for mut p in procs.into_iter().rev() {
+            p.stop(Duration::from_secs(10));
+        }
+        self.save()
+    }
+
+    /// Starts a stopped cluster again with the same data and ports.
+    pub async fn start_cluster(&mut self, cluster: &str, timeout: Duration) -> Result<(), Error> {
+        let i = self.find(cluster)?;
+        if !self.clusters[i].processes.is_empty() {
+            return Ok(());
+        }
+        self.spawn_cluster(i)?;
+        self.save()?;
+        self.wait_ready(i, Instant::now() + timeout).await
+    }
+
+    /// Starts another program beside the clusters (hub, agent, operator),
+    /// tied to the environment's lifetime; its output goes to `DIR/logs/<name>.log`.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Result<u32, Error> {
+        let log = self.dir.join("logs").join(format!("{name}.log"));
+        let p = Process::spawn_with_env(name, program, args, env, &log, self.lifetime)?;
+        let pid = p.pid;
+        self.extra.push(p);
+        self.save()?;
+        Ok(pid)
+    }
+
+    /// Stops a program started with [`Env::spawn`].
+    pub fn stop_process(&mut self, name: &str) -> Result<(), Error> {
+        if let Some(pos) = self.extra.iter().position(|p| p.name == name) {
+            let mut p = self.extra.remove(pos);
+            p.stop(Duration::from_secs(10));
+        }
+        self.save()
+    }
+
+    /// Whether a program started with [`Env::spawn`] still runs.
+    pub fn process_running(&mut self, name: &str) -> bool {
+        self.extra
+            .iter_mut()
+            .find(|p| p.name == name)
+            .is_some_and(|p| p.is_running())
+    }
+
+    /// The log file of a program started with [`Env::spawn`].
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{name}.log"))
+    }
+
+    /// Leaves everything running (for `drbridge env up`) and returns the state.
+    pub fn detach(mut self) -> EnvState {
+        let state = self.state();
+        for c in &mut self.clusters {
+            for p in std::mem::take(&mut c.processes) {
+                p.release();
+            }
+        }
+        for p in std::mem::take(&mut self.extra) {
+            p.release();
+        }
+        state
+    }
+
+    /// Stops the environment described by `DIR/state.json` and removes DIR.
+    pub fn down(dir: &Path) -> Result<EnvState, Error> {
+        let state = EnvState::load(dir)?;
+        state.clone().stop_all();
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(state)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Stop everything at once: closing every guard pipe first lets the
+        // processes shut down in parallel.
+        let mut all: Vec<Process> = std::mem::take(&mut self.extra);
+        for c in &mut self.clusters {
+            all.extend(std::mem::take(&mut c.processes).into_iter().rev());
+        }
+        for p in &mut all {
+            p.close();
+        }
+        for mut p in all {
+            p.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+/// An admin client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client, Error> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let mut cfg =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    cfg.connect_timeout = Some(Duration::from_secs(5));
+    Ok(kube::Client::try_from(cfg)?)
+}

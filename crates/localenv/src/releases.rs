@@ -1,0 +1,113 @@
+//! The pinned releases of what the local environment runs.
+
+use crate::gobuild::GoProgram;
+
+/// The Kubernetes release: the newest that k8s-openapi's `v1_37` feature covers.
+pub const KUBERNETES_VERSION: &str = "v1.37.2";
+/// etcd of the line Kubernetes 1.37 is tested with.
+pub const ETCD_VERSION: &str = "v3.7.3";
+
+/// Staging modules of k8s.io/kubernetes that are published as `k8s.io/<name>`
+/// at `v0.<minor>.<patch>`. Sample modules are left out: they are not
+/// published and nothing we build imports them.
+const STAGING: &[&str] = &[
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "cri-streaming",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "streaming",
+];
+
+/// kube-apiserver, kube-controller-manager and kubectl.
+pub fn kubernetes() -> GoProgram {
+    let v = KUBERNETES_VERSION;
+    let staging_version = format!("v0.{}", v.trim_start_matches("v1."));
+    let mut minor = v.trim_start_matches("v1.").split('.');
+    let minor = minor.next().unwrap_or_default();
+    // What `kubectl version` and /version report, as a release build would.
+    let ldflags = [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ]
+    .iter()
+    .map(|p| {
+        format!("-X {p}.gitVersion={v} -X {p}.gitMajor=1 -X {p}.gitMinor={minor} -X {p}.gitTreeState=clean")
+    })
+    .collect::<Vec<_>>()
+    .join(" ");
+    GoProgram {
+        name: "kubernetes",
+        version: v.to_string(),
+        requires: vec![("k8s.io/kubernetes".into(), v.into())],
+        replaces: STAGING
+            .iter()
+            .map(|m| (format!("k8s.io/{m}"), staging_version.clone()))
+            .collect(),
+        packages: ["kube-apiserver", "kube-controller-manager", "kubectl"]
+            .iter()
+            .map(|c| (format!("k8s.io/kubernetes/cmd/{c}"), (*c).to_string()))
+            .collect(),
+        ldflags: format!("-s -w {ldflags}"),
+        go_directive: "1.26.0",
+    }
+}
+
+/// etcd's server. Its module points sibling modules at `../`; replace them
+/// with the same release.
+pub fn etcd() -> GoProgram {
+    let v = ETCD_VERSION;
+    GoProgram {
+        name: "etcd",
+        version: v.to_string(),
+        requires: vec![("go.etcd.io/etcd/server/v3".into(), v.into())],
+        replaces: ["api/v3", "client/pkg/v3", "client/v3", "pkg/v3"]
+            .iter()
+            .map(|m| (format!("go.etcd.io/etcd/{m}"), v.to_string()))
+            .collect(),
+        packages: vec![("go.etcd.io/etcd/server/v3".into(), "etcd".into())],
+        ldflags: "-s -w".into(),
+        go_directive: "1.26.0",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_modules_follow_the_release() {
+        let k = kubernetes();
+        assert!(
+            k.replaces
+                .contains(&("k8s.io/api".into(), "v0.37.2".into()))
+        );
+        assert!(k.ldflags.contains("gitVersion=v1.37.2"));
+        assert!(k.ldflags.contains("gitMinor=37"));
+    }
+}

@@ -1,0 +1,33 @@
+//! What drbridge-hub and drbridge-agent share: tracing setup, the admin HTTP server
+//! (`/live`, `/ready`, `/metrics`) and the shutdown signal.
+
+mod admin;
+mod signal;
+mod tracing_init;
+
+pub use admin::{Admin, METRICS_CONTENT_TYPE, admin_router, serve_admin};
+pub use signal::shutdown_signal;
+pub use tracing_init::{LogFormat, init_tracing};
+
+// Re-exported so binaries register metrics against the same version.
+pub use prometheus_client;
+
+use std::net::SocketAddr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid log filter {filter:?}: {reason}")]
+    LogFilter { filter: String, reason: String },
+
+    #[error("installing the tracing subscriber: {0}")]
+    TracingInit(String),
+
+    #[error("binding the admin server to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+
+    #[error("admin server: {0}")]
+    Serve(#[source] std::io::Error),
+}
