@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bridge;
 pub mod certs;
 mod env;
 pub mod gobuild;
@@ -96,6 +97,8 @@ pub enum Error {
     Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error("kubernetes client: {0}")]
     Kube(#[from] kube::Error),
+    #[error("drbridge certificates: {0}")]
+    Tls(#[from] drbridge_tls::Error),
     #[error("state file {path}: {source}")]
     State {
         path: PathBuf,

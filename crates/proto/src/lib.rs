@@ -1,0 +1,24 @@
+//! Generated prost/tonic code for drbridge's hub <-> agent protocol
+//! (`proto/drbridge/v1/dispatch.proto`).
+//!
+//! The code in `src/gen` is committed; `cargo xtask codegen` regenerates it (with a vendored
+//! protoc, so builds need none) and CI checks it with `cargo xtask codegen --check`.
+//!
+//! The client has no `DispatchClient::connect(endpoint)` constructor: it would clash with the
+//! RPC method `connect`. Build a `tonic::transport::Channel` (with mTLS) and use
+//! `DispatchClient::new(channel)`.
+
+/// `drbridge.v1`: one bidirectional `Dispatch.Connect` stream per agent.
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
+pub mod v1 {
+    include!("gen/drbridge.v1.rs");
+}
+
+pub use v1::dispatch_client::DispatchClient;
+pub use v1::dispatch_server::{Dispatch, DispatchServer};
+pub use v1::{AgentMessage, HubMessage};
