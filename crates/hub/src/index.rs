@@ -1,0 +1,605 @@
+//! The in-memory index: every ManifestWork, ManagedClusterView and ManagedCluster the
+//! hub watches, and the desired state of each cluster published on its own
+//! `tokio::sync::watch` channel.
+//!
+//! Mutations never fail: bad input is recorded on the entry (and surfaces as a
+//! condition on the object through an [`Intent`]), never as an error. A watch relist
+//! (`Init`..`InitDone`) arrives as one `reset_*` call, so subscribers never see a
+//! half-listed state, and nothing is published before every watch has listed once.
+//!
+//! Works are dispatched only once they carry the hub's finalizer: a work the agent may
+//! have applied can then only disappear after the agent confirmed its cleanup.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use drbridge_proto::v1 as pb;
+use parking_lot::RwLock;
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::objects::{ClusterObject, ConditionJson, Meta, ObjectKey, ViewObject, WorkObject};
+
+pub type SharedIndex = Arc<RwLock<Index>>;
+
+/// Reason of the `Applied=False` condition on a work whose spec cannot be decoded.
+pub const REASON_INVALID: &str = "ManifestWorkInvalid";
+/// Reason of the `Applied=False` condition on a work too large to dispatch.
+pub const REASON_TOO_LARGE: &str = "ManifestWorkTooLarge";
+
+/// Something the index wants written to the API server. The status writer reads
+/// the current state of the object from the index when it acts, so an intent is only
+/// a key: repeating or dropping one is harmless (the periodic sweep repeats them).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Intent {
+    /// Add the hub's finalizer to a work in a registered cluster's namespace.
+    AddFinalizer(ObjectKey),
+    /// Remove the hub's finalizer from a deleting work: its agent confirmed the
+    /// cleanup, or its cluster is no longer registered.
+    ReleaseFinalizer(ObjectKey),
+    /// Write the rejection condition (invalid or too large) for the current generation.
+    Reject(ObjectKey),
+}
+
+/// Desired state of one cluster, as its agent should have it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Desired {
+    /// False once the cluster's ManagedCluster is gone: its stream must end.
+    pub registered: bool,
+    pub works: BTreeMap<String, Arc<pb::Work>>,
+    pub views: BTreeMap<String, Arc<pb::View>>,
+}
+
+/// Identity of a desired work: an agent that holds the same (uid, generation,
+/// deleting) holds the same work, because any spec change bumps the generation.
+pub fn work_version(w: &pb::Work) -> (&str, i64, bool) {
+    (&w.uid, w.generation, w.deleting)
+}
+
+fn view_version(v: &pb::View) -> (&str, i64) {
+    (&v.uid, v.generation)
+}
+
+impl Desired {
+    /// Compares by versions, not by content (manifests can be megabytes).
+    pub fn same_as(&self, other: &Desired) -> bool {
+        self.registered == other.registered
+            && self.works.len() == other.works.len()
+            && self.views.len() == other.views.len()
+            && self
+                .works
+                .iter()
+                .zip(other.works.iter())
+                .all(|((a, aw), (b, bw))| a == b && work_version(aw) == work_version(bw))
+            && self
+                .views
+                .iter()
+                .zip(other.views.iter())
+                .all(|((a, av), (b, bv))| a == b && view_version(av) == view_version(bv))
+    }
+}
+
+/// Why a work is not dispatched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkEntry {
+    pub meta: Meta,
+    pub conditions: Vec<ConditionJson>,
+    /// What the agent gets, or why it gets nothing.
+    pub payload: Result<Arc<pb::Work>, Rejection>,
+    /// The agent confirmed (WorkGone) that this uid is cleaned up.
+    pub gone_confirmed: bool,
+}
+
+impl WorkEntry {
+    fn dispatched(&self) -> Option<&Arc<pb::Work>> {
+        if !self.meta.has_finalizer() {
+            return None;
+        }
+        self.payload.as_ref().ok()
+    }
+
+    /// The rejection condition for the current generation is already on the object.
+    fn rejection_recorded(&self, rej: &Rejection) -> bool {
+        self.conditions.iter().any(|c| {
+            c.get("type").and_then(|v| v.as_str()) == Some("Applied")
+                && c.get("reason").and_then(|v| v.as_str()) == Some(rej.reason)
+                && c.get("message").and_then(|v| v.as_str()) == Some(rej.message.as_str())
+                && c.get("observedGeneration").and_then(|v| v.as_i64())
+                    == Some(self.meta.generation)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Namespace {
+    works: BTreeMap<String, WorkEntry>,
+    views: BTreeMap<String, ViewObject>,
+    tx: watch::Sender<Desired>,
+}
+
+impl Default for Namespace {
+    fn default() -> Self {
+        Self {
+            works: BTreeMap::new(),
+            views: BTreeMap::new(),
+            tx: watch::Sender::new(Desired::default()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubscribeError {
+    #[error("the hub has not finished listing its watches")]
+    NotReady,
+    #[error("cluster {0:?} is not registered on this hub: there is no ManagedCluster named {0:?}")]
+    NotRegistered(String),
+}
+
+/// Limits on what the index dispatches.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest encoded `Work` message; larger works are rejected with a condition.
+    pub max_work_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_work_bytes: crate::sync::DEFAULT_MAX_SYNC_BYTES - crate::sync::SYNC_OVERHEAD,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Synced {
+    works: bool,
+    views: bool,
+    clusters: bool,
+}
+
+impl Synced {
+    fn all(self) -> bool {
+        self.works && self.views && self.clusters
+    }
+}
+
+#[derive(Debug)]
+pub struct Index {
+    limits: Limits,
+    namespaces: HashMap<String, Namespace>,
+    clusters: BTreeMap<String, ClusterObject>,
+    synced: Synced,
+    ready: watch::Sender<bool>,
+    intents: Option<mpsc::Sender<Intent>>,
+    metrics: Metrics,
+}
+
+impl Index {
+    pub fn new(limits: Limits, intents: Option<mpsc::Sender<Intent>>, metrics: Metrics) -> Self {
+        Self {
+            limits,
+            namespaces: HashMap::new(),
+            clusters: BTreeMap::new(),
+            synced: Synced::default(),
+            ready: watch::Sender::new(false),
+            intents,
+            metrics,
+        }
+    }
+
+    pub fn shared(self) -> SharedIndex {
+        Arc::new(RwLock::new(self))
+    }
+
+    /// True once every watch has completed its first list.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.synced.all()
+    }
+
+    /// The desired state of `cluster`, for its agent's stream.
+    pub fn subscribe(&mut self, cluster: &str) -> Result<watch::Receiver<Desired>, SubscribeError> {
+        if !self.is_ready() {
+            return Err(SubscribeError::NotReady);
+        }
+        if !self.clusters.contains_key(cluster) {
+            return Err(SubscribeError::NotRegistered(cluster.to_string()));
+        }
+        let rx = self
+            .namespaces
+            .entry(cluster.to_string())
+            .or_default()
+            .tx
+            .subscribe();
+        // A namespace seen for the first time holds the default (unregistered) state.
+        self.publish(cluster);
+        Ok(rx)
+    }
+
+    pub fn is_registered(&self, cluster: &str) -> bool {
+        self.clusters.contains_key(cluster)
+    }
+
+    pub fn clusters(&self) -> impl Iterator<Item = &ClusterObject> {
+        self.clusters.values()
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterObject> {
+        self.clusters.get(name)
+    }
+
+    pub fn work(&self, key: &ObjectKey) -> Option<&WorkEntry> {
+        self.namespaces.get(&key.namespace)?.works.get(&key.name)
+    }
+
+    pub fn view(&self, key: &ObjectKey) -> Option<&ViewObject> {
+        self.namespaces.get(&key.namespace)?.views.get(&key.name)
+    }
+
+    /// Metadata of every work in `namespace`.
+    pub fn works_in(&self, namespace: &str) -> Vec<Meta> {
+        self.namespaces
+            .get(namespace)
+            .map(|ns| ns.works.values().map(|w| w.meta.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Metadata of every view in `namespace`.
+    pub fn views_in(&self, namespace: &str) -> Vec<Meta> {
+        self.namespaces
+            .get(namespace)
+            .map(|ns| ns.views.values().map(|v| v.meta.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Records that the agent confirmed the cleanup of `key` at `uid`. Returns true
+    /// when the work is deleting with that uid, so its finalizer may go.
+    pub fn mark_gone(&mut self, key: &ObjectKey, uid: &str) -> bool {
+        let Some(entry) = self
+            .namespaces
+            .get_mut(&key.namespace)
+            .and_then(|ns| ns.works.get_mut(&key.name))
+        else {
+            return false;
+        };
+        if entry.meta.uid != uid || !entry.meta.deleting {
+            return false;
+        }
+        entry.gone_confirmed = true;
+        true
+    }
+
+    // ------------------------------------------------------------ works
+
+    fn payload(&self, obj: &WorkObject) -> Result<Arc<pb::Work>, Rejection> {
+        let spec = obj.spec.as_ref().map_err(|e| Rejection {
+            reason: REASON_INVALID,
+            message: format!("ManifestWork cannot be dispatched: {e}"),
+        })?;
+        let mut work = pb::Work {
+            name: obj.meta.name.clone(),
+            uid: obj.meta.uid.clone(),
+            generation: obj.meta.generation,
+            manifests: Vec::new(),
+            delete_option: Some(spec.delete_option.clone()),
+            manifest_configs: spec.manifest_configs.clone(),
+            deleting: obj.meta.deleting,
+        };
+        // A deleting work carries no manifests: the agent deletes what its own record
+        // says it applied, so even an over-size work can always be deleted.
+        if !obj.meta.deleting {
+            work.manifests = spec.manifests.clone();
+            let size = work.encoded_len();
+            if size > self.limits.max_work_bytes {
+                return Err(Rejection {
+                    reason: REASON_TOO_LARGE,
+                    message: format!(
+                        "ManifestWork cannot be dispatched: its manifests encode to {size} bytes, more than the hub's limit of {} bytes",
+                        self.limits.max_work_bytes
+                    ),
+                });
+            }
+        }
+        Ok(Arc::new(work))
+    }
+
+    fn entry_for(&self, obj: WorkObject, previous: Option<&WorkEntry>) -> WorkEntry {
+        let payload = self.payload(&obj);
+        let gone_confirmed =
+            previous.is_some_and(|p| p.gone_confirmed && p.meta.uid == obj.meta.uid);
+        WorkEntry {
+            meta: obj.meta,
+            conditions: obj.conditions,
+            payload,
+            gone_confirmed,
+        }
+    }
+
+    pub fn apply_work(&mut self, obj: WorkObject) {
+        let key = obj.meta.key();
+        let previous = self.work(&key);
+        let entry = self.entry_for(obj, previous);
+        let ns = self.namespaces.entry(key.namespace.clone()).or_default();
+        ns.works.insert(key.name.clone(), entry);
+        self.update_counts();
+        self.publish(&key.namespace);
+        self.intents_for_work(&key);
+    }
+
+    pub fn delete_work(&mut self, namespace: &str, name: &str) {
+        if let Some(ns) = self.namespaces.get_mut(namespace) {
+            ns.works.remove(name);
+        }
+        self.update_counts();
+        self.publish(namespace);
+    }
+
+    /// Replaces every work (a relist).
+    pub fn reset_works(&mut self, objs: Vec<WorkObject>) {
+        let mut by_ns: HashMap<String, BTreeMap<String, WorkEntry>> = HashMap::new();
+        for obj in objs {
+            let key = obj.meta.key();
+            let entry = self.entry_for(obj, self.work(&key));
+            by_ns
+                .entry(key.namespace)
+                .or_default()
+                .insert(key.name, entry);
+        }
+        let touched: BTreeSet<String> = self
+            .namespaces
+            .iter()
+            .filter(|(_, ns)| !ns.works.is_empty())
+            .map(|(n, _)| n.clone())
+            .chain(by_ns.keys().cloned())
+            .collect();
+        for name in &touched {
+            let works = by_ns.remove(name).unwrap_or_default();
+            self.namespaces.entry(name.clone()).or_default().works = works;
+        }
+        self.synced.works = true;
+        self.after_reset(touched);
+    }
+
+    // ------------------------------------------------------------ views
+
+    pub fn apply_view(&mut self, obj: ViewObject) {
+        let key = obj.meta.key();
+        let ns = self.namespaces.entry(key.namespace.clone()).or_default();
+        ns.views.insert(key.name, obj);
+        self.update_counts();
+        self.publish(&key.namespace);
+    }
+
+    pub fn delete_view(&mut self, namespace: &str, name: &str) {
+        if let Some(ns) = self.namespaces.get_mut(namespace) {
+            ns.views.remove(name);
+        }
+        self.update_counts();
+        self.publish(namespace);
+    }
+
+    pub fn reset_views(&mut self, objs: Vec<ViewObject>) {
+        let mut by_ns: HashMap<String, BTreeMap<String, ViewObject>> = HashMap::new();
+        for obj in objs {
+            by_ns
+                .entry(obj.meta.namespace.clone())
+                .or_default()
+                .insert(obj.meta.name.clone(), obj);
+        }
+        let touched: BTreeSet<String> = self
+            .namespaces
+            .iter()
+            .filter(|(_, ns)| !ns.views.is_empty())
+            .map(|(n, _)| n.clone())
+            .chain(by_ns.keys().cloned())
+            .collect();
+        for name in &touched {
+            let views = by_ns.remove(name).unwrap_or_default();
+            self.namespaces.entry(name.clone()).or_default().views = views;
+        }
+        self.synced.views = true;
+        self.after_reset(touched);
+    }
+
+    // ------------------------------------------------------------ clusters
+
+    pub fn apply_cluster(&mut self, obj: ClusterObject) {
+        let name = obj.meta.name.clone();
+        let was = self.clusters.insert(name.clone(), obj).is_some();
+        self.update_counts();
+        if !was {
+            self.publish(&name);
+            self.intents_for_namespace(&name);
+        }
+    }
+
+    pub fn delete_cluster(&mut self, name: &str) {
+        if self.clusters.remove(name).is_some() {
+            self.update_counts();
+            self.publish(name);
+            self.intents_for_namespace(name);
+        }
+    }
+
+    pub fn reset_clusters(&mut self, objs: Vec<ClusterObject>) {
+        let old: BTreeSet<String> = self.clusters.keys().cloned().collect();
+        self.clusters = objs.into_iter().map(|c| (c.meta.name.clone(), c)).collect();
+        let touched: BTreeSet<String> = old
+            .into_iter()
+            .chain(self.clusters.keys().cloned())
+            .collect();
+        self.synced.clusters = true;
+        self.after_reset(touched);
+    }
+
+    // ------------------------------------------------------------ publishing
+
+    fn after_reset(&mut self, touched: BTreeSet<String>) {
+        self.update_counts();
+        if !self.is_ready() {
+            return;
+        }
+        if !*self.ready.borrow() {
+            // The first moment the index is whole: publish and sweep everything.
+            let all: Vec<String> = self.namespaces.keys().cloned().collect();
+            for ns in &all {
+                self.publish(ns);
+            }
+            self.ready.send_replace(true);
+            for intent in self.sweep() {
+                self.emit(intent);
+            }
+            return;
+        }
+        for ns in &touched {
+            self.publish(ns);
+            self.intents_for_namespace(ns);
+        }
+    }
+
+    fn desired_for(&self, namespace: &str) -> Desired {
+        let Some(ns) = self.namespaces.get(namespace) else {
+            return Desired::default();
+        };
+        if !self.clusters.contains_key(namespace) {
+            return Desired::default();
+        }
+        Desired {
+            registered: true,
+            works: ns
+                .works
+                .iter()
+                .filter_map(|(n, w)| Some((n.clone(), w.dispatched()?.clone())))
+                .collect(),
+            views: ns
+                .views
+                .iter()
+                .filter(|(_, v)| !v.meta.deleting)
+                .map(|(n, v)| {
+                    (
+                        n.clone(),
+                        Arc::new(pb::View {
+                            name: v.meta.name.clone(),
+                            uid: v.meta.uid.clone(),
+                            generation: v.meta.generation,
+                            scope: Some(v.scope.clone()),
+                        }),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn publish(&mut self, namespace: &str) {
+        // Nothing is published before every watch has listed once, so no agent can
+        // see a partial state.
+        if !self.is_ready() {
+            return;
+        }
+        let desired = self.desired_for(namespace);
+        if let Some(ns) = self.namespaces.get(namespace) {
+            ns.tx.send_if_modified(|cur| {
+                if cur.same_as(&desired) {
+                    false
+                } else {
+                    *cur = desired;
+                    true
+                }
+            });
+        }
+    }
+
+    fn update_counts(&self) {
+        let (works, views) = self.namespaces.values().fold((0, 0), |(w, v), ns| {
+            (w + ns.works.len(), v + ns.views.len())
+        });
+        self.metrics.works_indexed.set(works as i64);
+        self.metrics.views_indexed.set(views as i64);
+        self.metrics
+            .clusters_registered
+            .set(self.clusters.len() as i64);
+    }
+
+    // ------------------------------------------------------------ intents
+
+    fn work_intents(&self, key: &ObjectKey, entry: &WorkEntry, out: &mut Vec<Intent>) {
+        let registered = self.clusters.contains_key(&key.namespace);
+        let m = &entry.meta;
+        if registered && !m.deleting && !m.has_finalizer() && entry.payload.is_ok() {
+            out.push(Intent::AddFinalizer(key.clone()));
+        }
+        if m.deleting && m.has_finalizer() && (!registered || entry.gone_confirmed) {
+            out.push(Intent::ReleaseFinalizer(key.clone()));
+        }
+        if let Err(rej) = &entry.payload
+            && registered
+            && !entry.rejection_recorded(rej)
+        {
+            out.push(Intent::Reject(key.clone()));
+        }
+    }
+
+    /// Every intent the current state implies. The status writer runs this
+    /// periodically, so an intent lost on a full queue is only delayed.
+    pub fn sweep(&self) -> Vec<Intent> {
+        let mut out = Vec::new();
+        if !self.is_ready() {
+            return out;
+        }
+        for (ns_name, ns) in &self.namespaces {
+            for (name, entry) in &ns.works {
+                self.work_intents(&ObjectKey::new(ns_name, name), entry, &mut out);
+            }
+        }
+        out
+    }
+
+    fn intents_for_work(&self, key: &ObjectKey) {
+        if !self.is_ready() {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(entry) = self.work(key) {
+            self.work_intents(key, entry, &mut out);
+        }
+        for i in out {
+            self.emit(i);
+        }
+    }
+
+    fn intents_for_namespace(&self, namespace: &str) {
+        if !self.is_ready() {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(ns) = self.namespaces.get(namespace) {
+            for (name, entry) in &ns.works {
+                self.work_intents(&ObjectKey::new(namespace, name), entry, &mut out);
+            }
+        }
+        for i in out {
+            self.emit(i);
+        }
+    }
+
+    fn emit(&self, intent: Intent) {
+        if let Some(tx) = &self.intents
+            && tx.try_send(intent).is_err()
+        {
+            self.metrics.intents_dropped.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,451 @@
+//! drbridge hub: the OCM replacement under Ramen, hub side.
+//!
+//! Pipeline (Linkerd style):
+//!
+//! ```text
+//! watch ManifestWork / ManagedClusterView / ManagedCluster (all namespaces, DynamicObject)
+//!   -> index::Index (Arc<RwLock>; Init..InitDone = one reset)
+//!   -> per-cluster tokio::sync::watch<Desired> (send_if_modified)
+//!   -> grpc::DispatchService: one bidi stream per agent (diff, chunked Sync)
+//! agent reports -> status::WriteOp (one bounded queue) -> status::StatusWriter (merge patches)
+//! stream liveness -> presence::Presence -> ManagedCluster status, unreachable annotations
+//! ```
+//!
+//! Identity: the agent's cluster is the SAN URI of its client certificate
+//! (`drbridge-tls`); a stream only ever sees and writes its own namespace.
+//!
+//! Hub identity: `hub_id` (flag, default the host name) and `epoch` = the process
+//! start time in milliseconds since the Unix epoch. It only grows across restarts of
+//! one hub as long as the clock does not step back by more than a restart takes;
+//! agents refuse a hub whose epoch is below the highest they accepted, so a stale
+//! hub process cannot overwrite a newer one's instructions.
+
+pub mod grpc;
+pub mod index;
+pub mod metrics;
+pub mod objects;
+pub mod presence;
+pub mod status;
+pub mod sync;
+pub mod watches;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use drbridge_proto::v1::dispatch_server::DispatchServer;
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span};
+
+pub use drbridge_runtime::LogFormat;
+
+/// Command line of `drbridge-hub`. Every flag has an environment fallback.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "drbridge-hub",
+    version,
+    about = "drbridge hub: dispatches ManifestWorks and ManagedClusterViews to agents"
+)]
+pub struct Args {
+    /// gRPC listen address for agents (mTLS).
+    #[arg(long, env = "DRBRIDGE_LISTEN_ADDR", default_value = "0.0.0.0:8443")]
+    pub listen_addr: SocketAddr,
+
+    /// Admin HTTP address: /live, /ready, /metrics.
+    #[arg(long, env = "DRBRIDGE_ADMIN_ADDR", default_value = "0.0.0.0:9990")]
+    pub admin_addr: SocketAddr,
+
+    /// Server certificate (PEM).
+    #[arg(long, env = "DRBRIDGE_TLS_CERT")]
+    pub tls_cert: PathBuf,
+
+    /// Server private key (PEM).
+    #[arg(long, env = "DRBRIDGE_TLS_KEY")]
+    pub tls_key: PathBuf,
+
+    /// CA that signs agent client certificates (PEM).
+    #[arg(long, env = "DRBRIDGE_TLS_CA")]
+    pub tls_ca: PathBuf,
+
+    /// Kubeconfig of the hub cluster; default: kube's inference (KUBECONFIG,
+    /// ~/.kube/config, in-cluster).
+    #[arg(long, env = "DRBRIDGE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "DRBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::default())]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "DRBRIDGE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Identity of this hub process, sent to agents; default: the host name.
+    #[arg(long, env = "DRBRIDGE_HUB_ID")]
+    pub hub_id: Option<String>,
+
+    /// Heartbeat interval asked of agents (and used for the hub's own keepalives).
+    #[arg(long, env = "DRBRIDGE_HEARTBEAT_SECONDS", default_value_t = 5)]
+    pub heartbeat_seconds: u64,
+
+    /// Silence after which a cluster's Available condition becomes Unknown.
+    #[arg(long, env = "DRBRIDGE_PRESENCE_TIMEOUT_SECONDS", default_value_t = 15)]
+    pub presence_timeout_seconds: u64,
+
+    /// Largest encoded Sync message; a work that does not fit alone is rejected
+    /// with a condition. The default fits tonic's default 4 MiB decode limit.
+    #[arg(long, env = "DRBRIDGE_MAX_SYNC_BYTES", default_value_t = sync::DEFAULT_MAX_SYNC_BYTES)]
+    pub max_sync_bytes: usize,
+
+    /// Deadline of each API call of the status writer.
+    #[arg(long, env = "DRBRIDGE_PATCH_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub patch_timeout_seconds: u64,
+
+    /// Capacity of the status queue (agent reports wait when it is full).
+    #[arg(long, env = "DRBRIDGE_STATUS_QUEUE", default_value_t = 4096)]
+    pub status_queue: usize,
+}
+
+impl Args {
+    /// Checks relations between flags that clap cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.heartbeat_seconds == 0 {
+            bail!("--heartbeat-seconds must be at least 1");
+        }
+        if self.presence_timeout_seconds < 2 * self.heartbeat_seconds {
+            bail!(
+                "--presence-timeout-seconds ({}) must be at least twice --heartbeat-seconds ({})",
+                self.presence_timeout_seconds,
+                self.heartbeat_seconds
+            );
+        }
+        if self.max_sync_bytes < 64 * 1024 {
+            bail!("--max-sync-bytes must be at least 65536");
+        }
+        if self.status_queue == 0 {
+            bail!("--status-queue must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn hub_id(&self) -> String {
+        self.hub_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| format!("drbridge-hub-{}", std::process::id()))
+    }
+}
+
+/// The epoch of a hub started now: milliseconds since the Unix epoch.
+pub fn start_epoch() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    ms.max(1)
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding a kubeconfig (KUBECONFIG, ~/.kube/config or in-cluster)")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Runs the hub until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    match drbridge_runtime::init_tracing(args.log_format, &args.log) {
+        // Embedded next to other components (a demo, a test), the first one's
+        // subscriber stays.
+        Err(drbridge_runtime::Error::TracingInit(_)) => {}
+        other => other?,
+    }
+    args.validate()?;
+    let _ = drbridge_tls::rustls::crypto::ring::default_provider().install_default();
+
+    let hub_id = args.hub_id();
+    let epoch = start_epoch();
+    info!(%hub_id, epoch, listen = %args.listen_addr, admin = %args.admin_addr, "starting drbridge-hub");
+
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let tls = drbridge_tls::ServerTls::new(drbridge_tls::TlsPaths::new(
+        &args.tls_cert,
+        &args.tls_key,
+        &args.tls_ca,
+    ))
+    .context("loading the hub's TLS files")?;
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+
+    let parts = Hub::start(
+        client,
+        HubOptions {
+            grpc: grpc::GrpcConfig {
+                hub_id,
+                epoch,
+                heartbeat: Duration::from_secs(args.heartbeat_seconds),
+                idle_timeout: Duration::from_secs(
+                    args.presence_timeout_seconds + args.heartbeat_seconds,
+                ),
+                hello_timeout: Duration::from_secs(30),
+                max_sync_bytes: args.max_sync_bytes,
+            },
+            presence_timeout: Duration::from_secs(args.presence_timeout_seconds),
+            writer: status::WriterConfig {
+                patch_timeout: Duration::from_secs(args.patch_timeout_seconds),
+                ..Default::default()
+            },
+            status_queue: args.status_queue,
+        },
+        metrics,
+    );
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        drbridge_runtime::shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let wait_shutdown = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let admin = tokio::spawn(
+        drbridge_runtime::serve_admin(
+            args.admin_addr,
+            Arc::new(registry),
+            parts.ready(),
+            wait_shutdown(shutdown_rx.clone()),
+        )
+        .instrument(info_span!("admin")),
+    );
+
+    // No agent may see a partial state: the listener opens only once every watch has
+    // listed (the service also refuses streams before that).
+    let mut ready = parts.ready();
+    tokio::select! {
+        _ = ready.wait_for(|r| *r) => {}
+        _ = wait_shutdown(shutdown_rx.clone()) => return Ok(()),
+    }
+    info!("initial sync complete; serving agents");
+
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", args.listen_addr))?;
+    parts
+        .serve(
+            drbridge_tls::incoming(listener, tls),
+            wait_shutdown(shutdown_rx.clone()),
+        )
+        .await
+        .context("gRPC server")?;
+    admin.abort();
+    info!("drbridge-hub stopped");
+    Ok(())
+}
+
+/// Options of [`Hub::start`].
+#[derive(Clone, Debug)]
+pub struct HubOptions {
+    pub grpc: grpc::GrpcConfig,
+    pub presence_timeout: Duration,
+    pub writer: status::WriterConfig,
+    pub status_queue: usize,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        Self {
+            grpc: grpc::GrpcConfig::default(),
+            presence_timeout: Duration::from_secs(15),
+            writer: status::WriterConfig::default(),
+            status_queue: 4096,
+        }
+    }
+}
+
+/// A started hub (watches, writer, presence), ready to serve agents. Used by
+/// [`run`] and by tests, which feed it their own listener.
+#[derive(Debug)]
+pub struct Hub {
+    pub index: index::SharedIndex,
+    pub service: grpc::DispatchService,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Starts the watches, the status writer and presence on `client`.
+    pub fn start(client: kube::Client, opts: HubOptions, metrics: metrics::Metrics) -> Self {
+        let (intents_tx, intents_rx) = mpsc::channel(opts.status_queue);
+        let (writes_tx, writes_rx) = mpsc::channel(opts.status_queue);
+        let (presence_tx, presence_rx) = mpsc::channel(opts.status_queue);
+        let limits = index::Limits {
+            max_work_bytes: opts.grpc.max_sync_bytes.saturating_sub(sync::SYNC_OVERHEAD),
+        };
+        let index = index::Index::new(limits, Some(intents_tx), metrics.clone()).shared();
+
+        let mut tasks = watches::spawn_all(client.clone(), index.clone());
+        let writer = status::StatusWriter::new(client, index.clone(), metrics.clone(), opts.writer);
+        tasks.push(tokio::spawn(
+            writer
+                .run(writes_rx, intents_rx)
+                .instrument(info_span!("status_writer")),
+        ));
+        tasks.push(tokio::spawn(
+            presence::run(
+                presence::Presence::new(opts.presence_timeout),
+                index.clone(),
+                presence_rx,
+                writes_tx.clone(),
+            )
+            .instrument(info_span!("presence")),
+        ));
+        let service =
+            grpc::DispatchService::new(opts.grpc, index.clone(), writes_tx, presence_tx, metrics);
+        Self {
+            index,
+            service,
+            tasks,
+        }
+    }
+
+    /// True once every watch has listed.
+    pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.index.read().ready()
+    }
+
+    /// Serves agents on `incoming` until `shutdown` completes; see [`serve`].
+    pub async fn serve<S, F>(&self, incoming: S, shutdown: F) -> Result<(), tonic::transport::Error>
+    where
+        S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
+        F: std::future::Future<Output = ()> + Send,
+    {
+        serve(self.service.clone(), incoming, shutdown).await
+    }
+}
+
+/// Serves agents on `incoming` (connections whose `ConnectInfo` is the TLS
+/// [`drbridge_tls::PeerIdentity`]) until `shutdown` completes.
+pub async fn serve<S, F>(
+    service: grpc::DispatchService,
+    incoming: S,
+    shutdown: F,
+) -> Result<(), tonic::transport::Error>
+where
+    S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            dispatch_server(service),
+            identity_from_tls,
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// The tonic server with the hub's message limits: statuses of big works can be
+/// large, so the hub accepts up to 64 MiB from agents.
+pub fn dispatch_server(svc: grpc::DispatchService) -> DispatchServer<grpc::DispatchService> {
+    DispatchServer::new(svc).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+/// Interceptor: turns the connection's TLS identity into the [`grpc::ClusterIdentity`]
+/// the service reads, so the service itself knows nothing of TLS.
+#[allow(clippy::result_large_err)] // tonic's interceptor signature.
+pub fn identity_from_tls(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let cluster = drbridge_tls::peer_identity(&req)?
+        .cluster
+        .as_str()
+        .to_string();
+    req.extensions_mut().insert(grpc::ClusterIdentity(cluster));
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec![
+            "drbridge-hub",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-ca",
+            "ca.pem",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.listen_addr, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(a.admin_addr, "0.0.0.0:9990".parse().unwrap());
+        assert_eq!(a.heartbeat_seconds, 5);
+        assert_eq!(a.presence_timeout_seconds, 15);
+        assert_eq!(a.max_sync_bytes, sync::DEFAULT_MAX_SYNC_BYTES);
+        assert_eq!(a.log_format, LogFormat::Plain);
+        assert!(a.kubeconfig.is_none());
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_files_are_required() {
+        assert!(Args::try_parse_from(["drbridge-hub"]).is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let a = parse(&[
+            "--heartbeat-seconds",
+            "10",
+            "--presence-timeout-seconds",
+            "15",
+        ])
+        .unwrap();
+        assert!(a.validate().unwrap_err().to_string().contains("twice"));
+        let a = parse(&["--max-sync-bytes", "1000"]).unwrap();
+        assert!(a.validate().is_err());
+        let a = parse(&["--heartbeat-seconds", "0"]).unwrap();
+        assert!(a.validate().is_err());
+        let a = parse(&["--log-format", "json", "--hub-id", "h1"]).unwrap();
+        assert_eq!(a.log_format, LogFormat::Json);
+        assert_eq!(a.hub_id(), "h1");
+    }
+
+    #[test]
+    fn epoch_is_the_start_time_in_ms() {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let e = start_epoch();
+        assert!(e >= before && e < before + 60_000);
+    }
+}

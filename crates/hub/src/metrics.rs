@@ -1,0 +1,141 @@
+//! Prometheus metrics of the hub. Every component gets its handles from [`Metrics`],
+//! which registers them once in the registry the admin server exposes.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of status-writer metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PatchLabels {
+    /// `work_status`, `view_status`, `cluster_status`, `finalizer`, `annotation`.
+    pub kind: &'static str,
+    /// `ok`, `failed`, `conflict`, `timeout`.
+    pub result: &'static str,
+}
+
+/// Labels of dropped status reports.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    /// `stale_generation`, `uid_mismatch`, `unknown_object`, `invalid`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub connected_agents: Gauge,
+    pub works_indexed: Gauge,
+    pub views_indexed: Gauge,
+    pub clusters_registered: Gauge,
+    pub syncs_sent: Counter,
+    pub sync_bytes_sent: Counter,
+    pub connections_refused: Counter,
+    pub status_patches: Family<PatchLabels, Counter>,
+    pub status_patch_seconds: Histogram,
+    pub status_dropped: Family<DropLabels, Counter>,
+    pub write_queue_depth: Gauge,
+    pub intents_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            connected_agents: Gauge::default(),
+            works_indexed: Gauge::default(),
+            views_indexed: Gauge::default(),
+            clusters_registered: Gauge::default(),
+            syncs_sent: Counter::default(),
+            sync_bytes_sent: Counter::default(),
+            connections_refused: Counter::default(),
+            status_patches: Family::default(),
+            status_patch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            status_dropped: Family::default(),
+            write_queue_depth: Gauge::default(),
+            intents_dropped: Counter::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under the `drbridge_hub` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("drbridge_hub");
+        r.register(
+            "connected_agents",
+            "Agents with an open stream",
+            m.connected_agents.clone(),
+        );
+        r.register(
+            "works_indexed",
+            "ManifestWorks in the index",
+            m.works_indexed.clone(),
+        );
+        r.register(
+            "views_indexed",
+            "ManagedClusterViews in the index",
+            m.views_indexed.clone(),
+        );
+        r.register(
+            "clusters_registered",
+            "ManagedClusters in the index",
+            m.clusters_registered.clone(),
+        );
+        r.register(
+            "syncs_sent",
+            "Sync messages sent to agents",
+            m.syncs_sent.clone(),
+        );
+        r.register(
+            "sync_bytes_sent",
+            "Encoded bytes of Sync messages sent to agents",
+            m.sync_bytes_sent.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Agent streams refused (unregistered cluster, no identity, stale epoch, bad hello)",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "status_patches",
+            "Writes to the API server by the status writer",
+            m.status_patches.clone(),
+        );
+        r.register(
+            "status_patch_duration_seconds",
+            "Latency of status writer patches",
+            m.status_patch_seconds.clone(),
+        );
+        r.register(
+            "status_dropped",
+            "Status reports not written because they were fenced or invalid",
+            m.status_dropped.clone(),
+        );
+        r.register(
+            "write_queue_depth",
+            "Distinct objects waiting for the status writer",
+            m.write_queue_depth.clone(),
+        );
+        r.register(
+            "intents_dropped",
+            "Index intents dropped on a full queue (the periodic sweep repeats them)",
+            m.intents_dropped.clone(),
+        );
+        m
+    }
+
+    pub fn dropped(&self, reason: &'static str) {
+        self.status_dropped
+            .get_or_create(&DropLabels { reason })
+            .inc();
+    }
+
+    pub fn patched(&self, kind: &'static str, result: &'static str) {
+        self.status_patches
+            .get_or_create(&PatchLabels { kind, result })
+            .inc();
+    }
+}
