@@ -1,0 +1,286 @@
+//! One stream to the hub: Hello, Welcome (epoch fence), then Sync in, status out,
+//! heartbeats both ways. Transport-free, so tests drive it with channels.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::pb;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::agent::Agent;
+use crate::cluster::Cluster;
+use crate::record::RecordStore;
+
+/// How long the hub has to answer Hello.
+pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Shutdown was requested.
+    Shutdown,
+    /// The hub or the transport closed the stream.
+    Closed(String),
+    /// The hub's epoch is below the highest accepted: a stale writer.
+    StaleHub { offered: u64, accepted: u64 },
+    /// The hub says this agent is another cluster.
+    WrongCluster { hub_says: String },
+    /// The hub stopped talking (no message for several heartbeats).
+    Silent,
+}
+
+/// The outcome of a session: why it ended and whether the hub welcomed the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub end: SessionEnd,
+    pub welcomed: bool,
+}
+
+fn body_name(b: &pb::agent_message::Body) -> &'static str {
+    use pb::agent_message::Body;
+    match b {
+        Body::Hello(_) => "hello",
+        Body::WorkStatus(_) => "work_status",
+        Body::WorkGone(_) => "work_gone",
+        Body::ViewStatus(_) => "view_status",
+        Body::Heartbeat(_) => "heartbeat",
+        Body::SyncAck(_) => "sync_ack",
+    }
+}
+
+fn heartbeat() -> pb::AgentMessage {
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat {
+            sent_time: drbridge_model::status::rfc3339(chrono::Utc::now()),
+        })),
+    }
+}
+
+/// Runs one session. The caller has already put `agent.hello()` first into `tx`'s stream.
+pub async fn run_session<C, S, I>(
+    agent: &Agent<C, S>,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+    mut inbound: I,
+    ready: &watch::Sender<bool>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Outcome
+where
+    C: Cluster,
+    S: RecordStore,
+    I: Stream<Item = Result<pb::HubMessage, tonic::Status>> + Unpin,
+{
+    let closed = |why: String| Outcome {
+        end: SessionEnd::Closed(why),
+        welcomed: false,
+    };
+    let welcome = tokio::select! {
+        _ = crate::session::stopped(shutdown) => return Outcome { end: SessionEnd::Shutdown, welcomed: false },
+        m = tokio::time::timeout(WELCOME_TIMEOUT, inbound.next()) => match m {
+            Err(_) => return closed("no Welcome from the hub in time".into()),
+            Ok(None) => return closed("the hub closed the stream before Welcome".into()),
+            Ok(Some(Err(s))) => return closed(format!("the hub refused the stream: {}: {}", s.code(), s.message())),
+            Ok(Some(Ok(pb::HubMessage { body: Some(pb::hub_message::Body::Welcome(w)) }))) => w,
+            Ok(Some(Ok(other))) => return closed(format!("expected Welcome, got {other:?}")),
+        },
+    };
+    if welcome.cluster != agent.cluster_name() {
+        error!(hub_says = %welcome.cluster, agent = %agent.cluster_name(), "the hub knows this agent under another cluster name");
+        return Outcome {
+            end: SessionEnd::WrongCluster {
+                hub_says: welcome.cluster,
+            },
+            welcomed: false,
+        };
+    }
+    let accepted = agent.works().max_epoch();
+    if !agent.works().accept_epoch(welcome.epoch) {
+        error!(hub = %welcome.hub_id, offered = welcome.epoch, accepted, "refusing a hub with an older epoch (stale writer)");
+        return Outcome {
+            end: SessionEnd::StaleHub {
+                offered: welcome.epoch,
+                accepted,
+            },
+            welcomed: false,
+        };
+    }
+    info!(hub = %welcome.hub_id, epoch = welcome.epoch, heartbeat_seconds = welcome.heartbeat_seconds, "connected to the hub");
+    let metrics = agent.metrics().clone();
+    ready.send_replace(true);
+    metrics.connected.set(1);
+    let end = stream_loop(agent, tx, &mut inbound, &welcome, shutdown).await;
+    ready.send_replace(false);
+    metrics.connected.set(0);
+    Outcome {
+        end,
+        welcomed: true,
+    }
+}
+
+async fn stream_loop<C, S, I>(
+    agent: &Agent<C, S>,
+    tx: &mpsc::Sender<pb::AgentMessage>,
+    inbound: &mut I,
+    welcome: &pb::Welcome,
+    shutdown: &mut watch::Receiver<bool>,
+) -> SessionEnd
+where
+    C: Cluster,
+    S: RecordStore,
+    I: Stream<Item = Result<pb::HubMessage, tonic::Status>> + Unpin,
+{
+    let outbox = agent.outbox().clone();
+    let metrics = agent.metrics().clone();
+    let hb = Duration::from_secs(u64::from(welcome.heartbeat_seconds.max(1)));
+    // The hub heartbeats at the same interval; several missed ones mean a dead stream.
+    let silence = (hb * 3).max(Duration::from_secs(15));
+    let mut ticker = tokio::time::interval(hb);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.reset();
+    let mut acks = FuturesUnordered::new();
+    let mut seen_views: HashSet<String> = HashSet::new();
+    let mut mentioned: HashSet<String> = HashSet::new();
+    outbox.resend_all();
+
+    let send = |m: pb::AgentMessage| {
+        let metrics = metrics.clone();
+        async move {
+            let kind = m.body.as_ref().map(body_name).unwrap_or("empty");
+            tx.send(m).await.map_err(|_| ())?;
+            metrics.sent(kind);
+            Ok::<(), ()>(())
+        }
+    };
+
+    loop {
+        tokio::select! {
+            _ = crate::session::stopped(shutdown) => {
+                // Best effort: what is already known goes out before the stream closes.
+                for m in outbox.drain() {
+                    let _ = tx.try_send(m);
+                }
+                return SessionEnd::Shutdown;
+            }
+            msg = tokio::time::timeout(silence, inbound.next()) => {
+                let msg = match msg {
+                    Err(_) => {
+                        warn!(?silence, "no message from the hub; reconnecting");
+                        return SessionEnd::Silent;
+                    }
+                    Ok(None) => return SessionEnd::Closed("the hub closed the stream".into()),
+                    Ok(Some(Err(s))) => return SessionEnd::Closed(format!("{}: {}", s.code(), s.message())),
+                    Ok(Some(Ok(m))) => m,
+                };
+                match msg.body {
+                    Some(pb::hub_message::Body::Sync(sync)) => {
+                        debug!(sync_id = sync.sync_id, works = sync.works.len(), views = sync.views.len(),
+                               removed = sync.removed_views.len(), done = sync.initial_sync_done, "sync");
+                        let mut waits = Vec::with_capacity(sync.works.len());
+                        for w in sync.works {
+                            mentioned.insert(w.name.clone());
+                            waits.push(agent.works().offer(w));
+                        }
+                        for v in &sync.views {
+                            seen_views.insert(v.name.clone());
+                            agent.views().upsert(v);
+                        }
+                        for name in &sync.removed_views {
+                            seen_views.remove(name);
+                            agent.views().remove(name);
+                        }
+                        if sync.initial_sync_done {
+                            agent.views().retain(&seen_views);
+                            crate::works::log_unmentioned(&agent.works().without_spec(), &mentioned);
+                        }
+                        metrics.views.set(agent.views().len() as i64);
+                        let id = sync.sync_id;
+                        acks.push(async move {
+                            // A dropped sender means a newer message for the same work
+                            // superseded this one; its recording covers this.
+                            futures::future::join_all(waits).await;
+                            id
+                        });
+                    }
+                    Some(pb::hub_message::Body::Heartbeat(_)) => {}
+                    Some(pb::hub_message::Body::Welcome(w)) => warn!(hub = %w.hub_id, "unexpected second Welcome; ignored"),
+                    None => {}
+                }
+            }
+            Some(id) = acks.next(), if !acks.is_empty() => outbox.ack(id),
+            () = outbox.changed() => {
+                for m in outbox.drain() {
+                    if send(m).await.is_err() {
+                        return SessionEnd::Closed("the outbound stream closed".into());
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                if send(heartbeat()).await.is_err() {
+                    return SessionEnd::Closed("the outbound stream closed".into());
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send; drop it here.
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Jittered, capped exponential backoff between connection attempts.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Backoff {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The next delay: uniformly in [d/2, d] for d = min(cap, base * 2^attempt).
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1);
+        d.mul_f64(rand::random_range(0.5..=1.0))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let d0 = b.next_delay();
+        assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let d = b.next_delay();
+        assert!(
+            d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+            "{d:?}"
+        );
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

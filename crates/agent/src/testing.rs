@@ -1,0 +1,491 @@
+//! An in-memory [`Cluster`] for tests: objects with uids, resource versions, finalizers
+//! and watches, and no API server. Also usable by in-process hub+agent tests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drbridge_model::Gvk;
+use drbridge_model::view::{no_kind_match_text, not_found_text, unknown_resource_text};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::cluster::{Cluster, ClusterError, Resolved, WatchEvent, WatchStream};
+
+type Key = (String, String, String, String);
+
+#[derive(Debug, Default)]
+struct Inner {
+    kinds: Vec<Resolved>,
+    objects: BTreeMap<Key, Value>,
+    next_rv: u64,
+    next_uid: u64,
+    writes: usize,
+    /// Errors returned by the next create/replace of a kind.
+    fail_writes: BTreeMap<String, ClusterError>,
+}
+
+/// See the module documentation.
+#[derive(Clone, Debug)]
+pub struct FakeCluster {
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<(Resolved, WatchEvent)>,
+}
+
+impl Default for FakeCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn key(r: &Resolved, ns: &str, name: &str) -> Key {
+    (
+        r.group.clone(),
+        r.plural.clone(),
+        if r.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        },
+        name.to_string(),
+    )
+}
+
+fn meta_only(v: &Value) -> Value {
+    json!({"apiVersion": v["apiVersion"], "kind": v["kind"], "metadata": v["metadata"]})
+}
+
+impl FakeCluster {
+    /// A cluster serving the core kinds the tests use (Namespace, ConfigMap, Secret),
+    /// RBAC ClusterRoles and Ramen's VolumeReplicationGroup.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(4096);
+        let c = FakeCluster {
+            inner: Arc::default(),
+            events,
+        };
+        c.add_kind("", "v1", "Namespace", "namespaces", false);
+        c.add_kind("", "v1", "ConfigMap", "configmaps", true);
+        c.add_kind("", "v1", "Secret", "secrets", true);
+        c.add_kind(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        );
+        c.add_kind(
+            "ramendr.openshift.io",
+            "v1alpha1",
+            "VolumeReplicationGroup",
+            "volumereplicationgroups",
+            true,
+        );
+        c
+    }
+
+    pub fn add_kind(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) -> Resolved {
+        let r = Resolved {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
+        };
+        self.inner.lock().kinds.push(r.clone());
+        r
+    }
+
+    pub fn kind(&self, kind: &str) -> Resolved {
+        self.inner
+            .lock()
+            .kinds
+            .iter()
+            .find(|r| r.kind == kind)
+            .cloned()
+            .expect("known kind")
+    }
+
+    /// The stored object.
+    pub fn object(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let r = self.kind(kind);
+        self.inner.lock().objects.get(&key(&r, ns, name)).cloned()
+    }
+
+    /// Number of create/replace/apply/delete calls so far.
+    pub fn writes(&self) -> usize {
+        self.inner.lock().writes
+    }
+
+    /// Makes the next write of `kind` fail with `err`.
+    pub fn fail_next_write(&self, kind: &str, err: ClusterError) {
+        self.inner.lock().fail_writes.insert(kind.to_string(), err);
+    }
+
+    /// A write by someone else (a user or another controller).
+    pub fn put(&self, kind: &str, obj: Value) -> Value {
+        let r = self.kind(kind);
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let mut inner = self.inner.lock();
+        let k = key(&r, &ns, &name);
+        let existing_uid = inner.objects.get(&k).map(|o| o["metadata"]["uid"].clone());
+        let mut obj = obj;
+        Self::stamp(&mut inner, &mut obj, existing_uid);
+        inner.objects.insert(k, obj.clone());
+        drop(inner);
+        let _ = self.events.send((r, WatchEvent::Applied(obj.clone())));
+        obj
+    }
+
+    /// Removes every finalizer (as the object's controller would), which completes a
+    /// pending deletion.
+    pub fn remove_finalizers(&self, kind: &str, ns: &str, name: &str) {
+        let r = self.kind(kind);
+        let mut inner = self.inner.lock();
+        let k = key(&r, ns, name);
+        let Some(mut obj) = inner.objects.get(&k).cloned() else {
+            return;
+        };
+        obj["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("finalizers");
+        let ev = if obj.pointer("/metadata/deletionTimestamp").is_some() {
+            inner.objects.remove(&k);
+            WatchEvent::Deleted(obj)
+        } else {
+            Self::stamp(&mut inner, &mut obj, None);
+            inner.objects.insert(k, obj.clone());
+            WatchEvent::Applied(obj)
+        };
+        drop(inner);
+        let _ = self.events.send((r, ev));
+    }
+
+    /// Deletes an object behind the agent's back (no finalizer handling).
+    pub fn delete_external(&self, kind: &str, ns: &str, name: &str) {
+        let r = self.kind(kind);
+        let removed = self.inner.lock().objects.remove(&key(&r, ns, name));
+        if let Some(o) = removed {
+            let _ = self.events.send((r, WatchEvent::Deleted(o)));
+        }
+    }
+
+    fn stamp(inner: &mut Inner, obj: &mut Value, uid: Option<Value>) {
+        inner.next_rv += 1;
+        let rv = inner.next_rv.to_string();
+        let md = obj["metadata"].as_object_mut().expect("metadata");
+        md.insert("resourceVersion".into(), Value::String(rv));
+        match uid {
+            Some(u) if !u.is_null() => {
+                md.insert("uid".into(), u);
+            }
+            _ => {
+                inner.next_uid += 1;
+                md.insert(
+                    "uid".into(),
+                    Value::String(format!("uid-{}", inner.next_uid)),
+                );
+                md.insert(
+                    "creationTimestamp".into(),
+                    Value::String("2026-01-01T00:00:00Z".into()),
+                );
+            }
+        }
+    }
+
+    fn check_fail(inner: &mut Inner, r: &Resolved) -> Result<(), ClusterError> {
+        inner.writes += 1;
+        match inner.fail_writes.remove(&r.kind) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn watch(
+        &self,
+        initial: impl FnOnce() -> Vec<Value>,
+        filter: impl Fn(&Resolved, &Value) -> bool + Send + 'static,
+        meta: bool,
+    ) -> WatchStream {
+        // Subscribe before listing, so nothing falls between the list and the events.
+        let events = BroadcastStream::new(self.events.subscribe());
+        let initial = initial();
+        let map = move |v: Value| if meta { meta_only(&v) } else { v };
+        let first = futures::stream::once(futures::future::ready(Ok(WatchEvent::Restarted(
+            initial.into_iter().map(map).collect(),
+        ))));
+        let rest = events.filter_map(move |e| {
+            let out = match e {
+                Ok((r, ev)) => {
+                    let v = match &ev {
+                        WatchEvent::Applied(v) | WatchEvent::Deleted(v) => v.clone(),
+                        WatchEvent::Restarted(_) => Value::Null,
+                    };
+                    if filter(&r, &v) {
+                        Some(Ok(match ev {
+                            WatchEvent::Applied(v) => WatchEvent::Applied(map(v)),
+                            WatchEvent::Deleted(v) => WatchEvent::Deleted(map(v)),
+                            other => other,
+                        }))
+                    } else {
+                        None
+                    }
+                }
+                Err(e) => Some(Err(ClusterError::Transport(e.to_string()))),
+            };
+            futures::future::ready(out)
+        });
+        first.chain(rest).boxed()
+    }
+}
+
+fn md_str<'a>(v: &'a Value, f: &str) -> &'a str {
+    v.get("metadata")
+        .and_then(|m| m.get(f))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+impl Cluster for FakeCluster {
+    async fn resolve_kind(&self, gvk: &Gvk) -> Result<Resolved, ClusterError> {
+        self.inner
+            .lock()
+            .kinds
+            .iter()
+            .find(|r| r.group == gvk.group && r.version == gvk.version && r.kind == gvk.kind)
+            .cloned()
+            .ok_or_else(|| {
+                ClusterError::NoKind(no_kind_match_text(&gvk.group, &gvk.version, &gvk.kind))
+            })
+    }
+
+    async fn resolve_resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Result<Resolved, ClusterError> {
+        self.inner
+            .lock()
+            .kinds
+            .iter()
+            .find(|r| {
+                r.group == group
+                    && r.plural == plural
+                    && (version.is_empty() || r.version == version)
+            })
+            .cloned()
+            .ok_or_else(|| ClusterError::NoKind(unknown_resource_text(plural)))
+    }
+
+    async fn get(&self, r: &Resolved, ns: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+        Ok(self.inner.lock().objects.get(&key(r, ns, name)).cloned())
+    }
+
+    async fn create(&self, r: &Resolved, ns: &str, mut obj: Value) -> Result<Value, ClusterError> {
+        let name = md_str(&obj, "name").to_string();
+        let mut inner = self.inner.lock();
+        Self::check_fail(&mut inner, r)?;
+        let k = key(r, ns, &name);
+        if inner.objects.contains_key(&k) {
+            return Err(ClusterError::Conflict(format!(
+                "{} {name:?} already exists",
+                r.plural
+            )));
+        }
+        if r.namespaced {
+            obj["metadata"]["namespace"] = Value::String(ns.to_string());
+        }
+        Self::stamp(&mut inner, &mut obj, None);
+        inner.objects.insert(k, obj.clone());
+        drop(inner);
+        let _ = self
+            .events
+            .send((r.clone(), WatchEvent::Applied(obj.clone())));
+        Ok(obj)
+    }
+
+    async fn replace(
+        &self,
+        r: &Resolved,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Result<Value, ClusterError> {
+        let mut inner = self.inner.lock();
+        Self::check_fail(&mut inner, r)?;
+        let k = key(r, ns, name);
+        let Some(live) = inner.objects.get(&k).cloned() else {
+            return Err(ClusterError::NotFound(not_found_text(
+                &r.group, &r.plural, name,
+            )));
+        };
+        let rv = md_str(&obj, "resourceVersion");
+        if !rv.is_empty() && rv != md_str(&live, "resourceVersion") {
+            return Err(ClusterError::Conflict(format!(
+                "Operation cannot be fulfilled on {} {name:?}: the object has been modified",
+                r.plural
+            )));
+        }
+        for f in ["creationTimestamp", "deletionTimestamp"] {
+            if let Some(v) = live["metadata"].get(f) {
+                obj["metadata"][f] = v.clone();
+            }
+        }
+        Self::stamp(&mut inner, &mut obj, Some(live["metadata"]["uid"].clone()));
+        inner.objects.insert(k, obj.clone());
+        drop(inner);
+        let _ = self
+            .events
+            .send((r.clone(), WatchEvent::Applied(obj.clone())));
+        Ok(obj)
+    }
+
+    async fn server_side_apply(
+        &self,
+        r: &Resolved,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        _field_manager: &str,
+        _force: bool,
+    ) -> Result<Value, ClusterError> {
+        let live = self.get(r, ns, name).await?;
+        match live {
+            None => self.create(r, ns, obj).await,
+            Some(mut live) => {
+                // A shallow stand-in for a field-wise merge: top-level fields and labels.
+                for (k, v) in obj.as_object().into_iter().flatten() {
+                    if k == "metadata" {
+                        if let Some(l) = v.get("labels").and_then(Value::as_object) {
+                            for (lk, lv) in l {
+                                live["metadata"]["labels"][lk] = lv.clone();
+                            }
+                        }
+                    } else {
+                        live[k] = v.clone();
+                    }
+                }
+                live["metadata"]
+                    .as_object_mut()
+                    .expect("metadata")
+                    .remove("resourceVersion");
+                self.replace(r, ns, name, live).await
+            }
+        }
+    }
+
+    async fn delete(
+        &self,
+        r: &Resolved,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let mut inner = self.inner.lock();
+        Self::check_fail(&mut inner, r)?;
+        let k = key(r, ns, name);
+        let Some(mut live) = inner.objects.get(&k).cloned() else {
+            return Err(ClusterError::NotFound(not_found_text(
+                &r.group, &r.plural, name,
+            )));
+        };
+        if let Some(u) = uid
+            && md_str(&live, "uid") != u
+        {
+            return Err(ClusterError::Conflict(
+                "Precondition failed: UID in precondition does not match".into(),
+            ));
+        }
+        let has_finalizers = live
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let ev = if has_finalizers {
+            if live.pointer("/metadata/deletionTimestamp").is_none() {
+                live["metadata"]["deletionTimestamp"] =
+                    Value::String("2026-01-01T00:00:01Z".into());
+                let uid = live["metadata"]["uid"].clone();
+                Self::stamp(&mut inner, &mut live, Some(uid));
+                inner.objects.insert(k, live.clone());
+            }
+            WatchEvent::Applied(live)
+        } else {
+            inner.objects.remove(&k);
+            WatchEvent::Deleted(live)
+        };
+        drop(inner);
+        let _ = self.events.send((r.clone(), ev));
+        Ok(())
+    }
+
+    fn watch_kind(&self, r: &Resolved) -> WatchStream {
+        let inner = self.inner.clone();
+        let (g, p) = (r.group.clone(), r.plural.clone());
+        let initial = move || {
+            inner
+                .lock()
+                .objects
+                .iter()
+                .filter(|((og, op, _, _), _)| *og == g && *op == p)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let want = r.clone();
+        self.watch(
+            initial,
+            move |er, _| er.group == want.group && er.plural == want.plural,
+            true,
+        )
+    }
+
+    fn watch_object(&self, r: &Resolved, ns: &str, name: &str) -> WatchStream {
+        let k = key(r, ns, name);
+        let inner = self.inner.clone();
+        let lookup = k.clone();
+        let initial = move || {
+            inner
+                .lock()
+                .objects
+                .get(&lookup)
+                .cloned()
+                .into_iter()
+                .collect()
+        };
+        let want = r.clone();
+        let (ns, name) = (k.2.clone(), name.to_string());
+        self.watch(
+            initial,
+            move |er, v| {
+                er.group == want.group
+                    && er.plural == want.plural
+                    && md_str(v, "name") == name
+                    && md_str(v, "namespace") == ns
+            },
+            false,
+        )
+    }
+
+    async fn server_version(&self) -> Result<String, ClusterError> {
+        Ok("v1.37.0-fake".into())
+    }
+}
