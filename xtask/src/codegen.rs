@@ -25,7 +25,10 @@ const OWNED_DIRS: [(&str, &str); 3] = [
 ];
 
 const PROTO_ROOT: &str = "proto";
-const PROTO_FILES: [&str; 1] = ["proto/drbridge/v1/dispatch.proto"];
+const PROTO_FILES: [&str; 2] = [
+    "proto/drbridge/v1/dispatch.proto",
+    "proto/drbridge/v1/registration.proto",
+];
 
 /// Generated files: path relative to the workspace root -> contents.
 type Files = BTreeMap<PathBuf, String>;

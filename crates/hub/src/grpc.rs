@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use drbridge_proto::v1 as pb;
 use drbridge_proto::v1::dispatch_server::Dispatch;
@@ -24,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::identity::{Identities, Refusal};
 use crate::index::{SharedIndex, SubscribeError};
 use crate::metrics::Metrics;
 use crate::presence::Event;
@@ -35,6 +36,15 @@ use crate::sync::{Sent, incremental_sync, initial_sync};
 /// without it is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterIdentity(pub String);
+
+/// Which certificate the agent presented, beside [`ClusterIdentity`] in the request
+/// extensions: its serial (checked against the cluster's identity record) and its expiry (a
+/// stream ends when the certificate does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub serial: String,
+    pub not_after: SystemTime,
+}
 
 #[derive(Clone, Debug)]
 pub struct GrpcConfig {
@@ -106,6 +116,7 @@ struct Inner {
     conns: Connections,
     next_conn: AtomicU64,
     metrics: Metrics,
+    identities: Option<Identities>,
 }
 
 type HubStream = Pin<Box<dyn Stream<Item = Result<pb::HubMessage, Status>> + Send + 'static>>;
@@ -122,6 +133,19 @@ impl DispatchService {
         presence: mpsc::Sender<Event>,
         metrics: Metrics,
     ) -> Self {
+        Self::with_identities(cfg, index, writes, presence, metrics, None)
+    }
+
+    /// With `identities`, a stream is accepted only for a certificate the cluster's identity
+    /// record accepts (see [`crate::identity`]), and ends as soon as that changes.
+    pub fn with_identities(
+        cfg: GrpcConfig,
+        index: SharedIndex,
+        writes: mpsc::Sender<WriteOp>,
+        presence: mpsc::Sender<Event>,
+        metrics: Metrics,
+        identities: Option<Identities>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cfg,
@@ -131,8 +155,16 @@ impl DispatchService {
                 conns: Connections::default(),
                 next_conn: AtomicU64::new(1),
                 metrics,
+                identities,
             }),
         }
+    }
+}
+
+fn refusal_status(refusal: &Refusal) -> Status {
+    match refusal {
+        Refusal::NotReady => Status::unavailable(refusal.to_string()),
+        _ => Status::permission_denied(refusal.to_string()),
     }
 }
 
@@ -152,6 +184,29 @@ impl Dispatch for DispatchService {
                 "no cluster identity: the client certificate names no cluster",
             ));
         };
+        let cert = req.extensions().get::<CertificateInfo>().cloned();
+        if let Some(ids) = &inner.identities {
+            let Some(cert) = &cert else {
+                inner.metrics.connections_refused.inc();
+                return Err(Status::unauthenticated(
+                    "no client certificate details on this connection",
+                ));
+            };
+            if let Err(refusal) = ids.check(&cluster, &cert.serial) {
+                inner.metrics.connections_refused.inc();
+                warn!(%cluster, serial = %cert.serial, reason = %refusal, "agent stream refused");
+                return Err(refusal_status(&refusal));
+            }
+        }
+        if cert
+            .as_ref()
+            .is_some_and(|c| c.not_after <= SystemTime::now())
+        {
+            inner.metrics.connections_refused.inc();
+            return Err(Status::unauthenticated(
+                "the client certificate has expired",
+            ));
+        }
         let desired = inner.index.write().subscribe(&cluster).map_err(|e| {
             inner.metrics.connections_refused.inc();
             warn!(%cluster, error = %e, "agent stream refused");
@@ -162,11 +217,16 @@ impl Dispatch for DispatchService {
         })?;
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(4);
-        let span = info_span!("agent_stream", %cluster, conn);
+        let span = info_span!(
+            "agent_stream",
+            %cluster,
+            conn,
+            serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or_default()
+        );
         tokio::spawn(
             serve_stream(
                 inner_clone(&self.inner),
-                cluster,
+                Peer { cluster, cert },
                 conn,
                 req.into_inner(),
                 desired,
@@ -221,14 +281,21 @@ async fn send_syncs(
     true
 }
 
+/// Who is on a stream: the cluster and, when the transport says, its certificate.
+struct Peer {
+    cluster: String,
+    cert: Option<CertificateInfo>,
+}
+
 async fn serve_stream(
     inner: Arc<Inner>,
-    cluster: String,
+    peer: Peer,
     conn: u64,
     mut inbound: Streaming<pb::AgentMessage>,
     mut desired: watch::Receiver<crate::index::Desired>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
+    let cluster = peer.cluster.clone();
     // Hello first.
     let hello = match tokio::time::timeout(inner.cfg.hello_timeout, inbound.message()).await {
         Ok(Ok(Some(pb::AgentMessage {
@@ -299,7 +366,7 @@ async fn serve_stream(
 
     let end = outbound(
         &inner,
-        &cluster,
+        &peer,
         &hello,
         &mut desired,
         &tx,
@@ -326,13 +393,27 @@ async fn serve_stream(
 /// The outbound half. Returns the status to end the stream with, if any.
 async fn outbound(
     inner: &Inner,
-    cluster: &str,
+    peer: &Peer,
     hello: &pb::Hello,
     desired: &mut watch::Receiver<crate::index::Desired>,
     tx: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     stop: &mut watch::Receiver<bool>,
     inbound_done: &mut tokio::sync::oneshot::Receiver<Status>,
 ) -> Option<Status> {
+    let cluster = peer.cluster.as_str();
+    let mut identity_changes = inner.identities.as_ref().map(|ids| {
+        let mut rx = ids.changes();
+        rx.mark_unchanged();
+        rx
+    });
+    // The handshake checked the certificate once; the stream must not outlive it.
+    let expiry = peer.cert.as_ref().map(|c| {
+        let left = c
+            .not_after
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
     let welcome = pb::Welcome {
         cluster: cluster.to_string(),
         hub_id: inner.cfg.hub_id.clone(),
@@ -365,6 +446,8 @@ async fn outbound(
         Stop,
         InboundDone(Option<Status>),
         Closed,
+        Identity,
+        CertExpired,
     }
     loop {
         let step = tokio::select! {
@@ -373,8 +456,24 @@ async fn outbound(
             _ = stop.wait_for(|s| *s) => Step::Stop,
             status = &mut *inbound_done => Step::InboundDone(status.ok()),
             _ = tx.closed() => Step::Closed,
+            () = identity_changed(&mut identity_changes) => Step::Identity,
+            () = sleep_until(expiry) => Step::CertExpired,
         };
         match step {
+            Step::Identity => {
+                if let (Some(ids), Some(cert)) = (&inner.identities, &peer.cert)
+                    && let Err(refusal) = ids.check(cluster, &cert.serial)
+                {
+                    warn!(reason = %refusal, "ending the stream: its certificate is no longer accepted");
+                    return Some(refusal_status(&refusal));
+                }
+            }
+            Step::CertExpired => {
+                info!("ending the stream: the client certificate expired");
+                return Some(Status::unauthenticated(
+                    "the client certificate expired; reconnect with the renewed certificate",
+                ));
+            }
             Step::Changed(false) => return Some(Status::unavailable("the hub is shutting down")),
             Step::Changed(true) => {
                 let snapshot = desired.borrow_and_update().clone();
@@ -399,6 +498,25 @@ async fn outbound(
             Step::InboundDone(status) => return status,
             Step::Closed => return None,
         }
+    }
+}
+
+/// Completes when the identity records change; never without records.
+async fn identity_changed(rx: &mut Option<watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Identity: the agent's cluster is the SAN URI of its client certificate
-//! (`drbridge-tls`); a stream only ever sees and writes its own namespace.
+//! (`drbridge-tls`); a stream only ever sees and writes its own namespace. With
+//! registration on ([`HubOptions::registration`]), the certificate's serial must also be
+//! accepted by the cluster's identity record ([`identity`]); agents join with a token and
+//! renew on their own ([`registration`], [`clusters`]; docs/security.md).
 //!
 //! Hub identity: `hub_id` (flag, default the host name) and `epoch` = the process
 //! start time in milliseconds since the Unix epoch. It only grows across restarts of
@@ -20,11 +23,15 @@
 //! agents refuse a hub whose epoch is below the highest they accepted, so a stale
 //! hub process cannot overwrite a newer one's instructions.
 
+pub mod clusters;
 pub mod grpc;
+pub mod identity;
 pub mod index;
+pub mod join_token;
 pub mod metrics;
 pub mod objects;
 pub mod presence;
+pub mod registration;
 pub mod status;
 pub mod sync;
 pub mod watches;
@@ -36,6 +43,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use drbridge_proto::v1::dispatch_server::DispatchServer;
+use drbridge_proto::v1::registration_server::RegistrationServer;
+use drbridge_proto::v1::renewal_server::RenewalServer;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span};
 
@@ -106,6 +115,29 @@ pub struct Args {
     /// Capacity of the status queue (agent reports wait when it is full).
     #[arg(long, env = "DRBRIDGE_STATUS_QUEUE", default_value_t = 4096)]
     pub status_queue: usize,
+
+    /// Namespace of the hub's own state: the CA Secret `drbridge-ca`, join tokens and
+    /// cluster identity records.
+    #[arg(long, env = "DRBRIDGE_NAMESPACE", default_value = clusters::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+
+    /// Listen address for agents joining with a token (TLS, no client certificate).
+    #[arg(long, env = "DRBRIDGE_JOIN_ADDR", default_value = "0.0.0.0:8444")]
+    pub join_addr: SocketAddr,
+
+    /// Do not open the join listener (certificates are issued some other way).
+    #[arg(long, env = "DRBRIDGE_DISABLE_JOIN")]
+    pub disable_join: bool,
+
+    /// Lifetime of the client certificates the hub signs (e.g. 24h, 30m, 90s); agents
+    /// renew after two thirds of it.
+    #[arg(long, env = "DRBRIDGE_CERT_VALIDITY", default_value = "24h", value_parser = join_token::parse_duration)]
+    pub cert_validity: Duration,
+
+    /// Refuse clusters that have not joined with a token (no identity record), instead of
+    /// accepting any certificate from the CA that names them.
+    #[arg(long, env = "DRBRIDGE_REQUIRE_JOIN")]
+    pub require_join: bool,
 }
 
 impl Args {
@@ -126,6 +158,12 @@ impl Args {
         }
         if self.status_queue == 0 {
             bail!("--status-queue must be at least 1");
+        }
+        if self.cert_validity < Duration::from_secs(10) {
+            bail!("--cert-validity must be at least 10s");
+        }
+        if self.namespace.is_empty() {
+            bail!("--namespace must not be empty");
         }
         Ok(())
     }
@@ -208,6 +246,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ..Default::default()
             },
             status_queue: args.status_queue,
+            registration: Some(registration::RegistrationConfig {
+                namespace: args.namespace.clone(),
+                cert_validity: args.cert_validity,
+                require_join: args.require_join,
+            }),
         },
         metrics,
     );
@@ -240,6 +283,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     info!("initial sync complete; serving agents");
 
+    let join = if args.disable_join {
+        None
+    } else {
+        // Same certificate files as the mutual-TLS listener, without asking for a client's.
+        let join_tls = drbridge_tls::ServerTls::server_only(tls.paths().clone())
+            .context("loading the hub's TLS files for the join listener")?;
+        let listener = tokio::net::TcpListener::bind(args.join_addr)
+            .await
+            .with_context(|| format!("binding {}", args.join_addr))?;
+        info!(join = %args.join_addr, "serving joins");
+        let service = parts.join_service().expect("registration is on");
+        let shutdown = wait_shutdown(shutdown_rx.clone());
+        Some(tokio::spawn(async move {
+            serve_join(
+                service,
+                drbridge_tls::incoming_server_only(listener, join_tls),
+                shutdown,
+            )
+            .await
+        }))
+    };
     let listener = tokio::net::TcpListener::bind(args.listen_addr)
         .await
         .with_context(|| format!("binding {}", args.listen_addr))?;
@@ -250,6 +314,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await
         .context("gRPC server")?;
+    if let Some(join) = join {
+        join.await?.context("join gRPC server")?;
+    }
     admin.abort();
     info!("drbridge-hub stopped");
     Ok(())
@@ -262,6 +329,10 @@ pub struct HubOptions {
     pub presence_timeout: Duration,
     pub writer: status::WriterConfig,
     pub status_queue: usize,
+    /// Joins, renewals and per-certificate identity checks. `None` (the default, for tests
+    /// that issue certificates themselves): any certificate from the CA naming a registered
+    /// cluster is accepted, and there is no Join or Renew.
+    pub registration: Option<registration::RegistrationConfig>,
 }
 
 impl Default for HubOptions {
@@ -271,6 +342,7 @@ impl Default for HubOptions {
             presence_timeout: Duration::from_secs(15),
             writer: status::WriterConfig::default(),
             status_queue: 4096,
+            registration: None,
         }
     }
 }
@@ -281,6 +353,9 @@ impl Default for HubOptions {
 pub struct Hub {
     pub index: index::SharedIndex,
     pub service: grpc::DispatchService,
+    pub identities: Option<identity::Identities>,
+    registrar: Option<Arc<registration::Registrar>>,
+    ready: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -296,7 +371,8 @@ impl Hub {
         let index = index::Index::new(limits, Some(intents_tx), metrics.clone()).shared();
 
         let mut tasks = watches::spawn_all(client.clone(), index.clone());
-        let writer = status::StatusWriter::new(client, index.clone(), metrics.clone(), opts.writer);
+        let writer =
+            status::StatusWriter::new(client.clone(), index.clone(), metrics.clone(), opts.writer);
         tasks.push(tokio::spawn(
             writer
                 .run(writes_rx, intents_rx)
@@ -311,27 +387,86 @@ impl Hub {
             )
             .instrument(info_span!("presence")),
         ));
-        let service =
-            grpc::DispatchService::new(opts.grpc, index.clone(), writes_tx, presence_tx, metrics);
+        let index_ready = index.read().ready();
+        let (identities, registrar, ready) = match opts.registration {
+            None => (None, None, index_ready),
+            Some(cfg) => {
+                let identities = identity::Identities::new(cfg.require_join);
+                tasks.push(tokio::spawn(
+                    identity::watch_records(
+                        client.clone(),
+                        cfg.namespace.clone(),
+                        identities.clone(),
+                    )
+                    .instrument(info_span!("watch", kind = "identities")),
+                ));
+                let registrar = registration::Registrar::new(
+                    client.clone(),
+                    cfg,
+                    identities.clone(),
+                    metrics.clone(),
+                );
+                // Ready only once the identity records are known too: until then every
+                // agent would be refused.
+                let (tx, rx) = tokio::sync::watch::channel(false);
+                let mut synced = identities.synced();
+                let mut index_ready = index_ready;
+                tasks.push(tokio::spawn(async move {
+                    let _ = index_ready.wait_for(|r| *r).await;
+                    let _ = synced.wait_for(|r| *r).await;
+                    let _ = tx.send(true);
+                    tx.closed().await;
+                }));
+                (Some(identities), Some(registrar), rx)
+            }
+        };
+        let service = grpc::DispatchService::with_identities(
+            opts.grpc,
+            index.clone(),
+            writes_tx,
+            presence_tx,
+            metrics,
+            identities.clone(),
+        );
         Self {
             index,
             service,
+            identities,
+            registrar,
+            ready,
             tasks,
         }
     }
 
-    /// True once every watch has listed.
+    /// True once every watch (and, with registration, the identity records) has listed.
     pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.index.read().ready()
+        self.ready.clone()
     }
 
-    /// Serves agents on `incoming` until `shutdown` completes; see [`serve`].
+    /// The `Registration` (Join) service, with registration on.
+    pub fn join_service(&self) -> Option<registration::JoinService> {
+        self.registrar.clone().map(registration::JoinService)
+    }
+
+    /// The `Renewal` service, with registration on.
+    pub fn renew_service(&self) -> Option<registration::RenewService> {
+        self.registrar.clone().map(registration::RenewService)
+    }
+
+    /// Serves agents on `incoming` until `shutdown` completes: Dispatch, and Renewal with
+    /// registration on; see [`serve_with_renewal`].
     pub async fn serve<S, F>(&self, incoming: S, shutdown: F) -> Result<(), tonic::transport::Error>
     where
         S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
         F: std::future::Future<Output = ()> + Send,
     {
-        serve(self.service.clone(), incoming, shutdown).await
+        serve_with_renewal(
+            self.service.clone(),
+            self.renew_service(),
+            incoming,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -346,13 +481,60 @@ where
     S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
     F: std::future::Future<Output = ()> + Send,
 {
-    tonic::transport::Server::builder()
+    serve_with_renewal(service, None, incoming, shutdown).await
+}
+
+/// [`serve`], plus the `Renewal` service when given: both behind [`identity_from_tls`].
+pub async fn serve_with_renewal<S, F>(
+    service: grpc::DispatchService,
+    renewal: Option<registration::RenewService>,
+    incoming: S,
+    shutdown: F,
+) -> Result<(), tonic::transport::Error>
+where
+    S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    use tonic::service::interceptor::InterceptedService;
+    let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            dispatch_server(service),
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    let router = builder.add_service(InterceptedService::new(
+        dispatch_server(service),
+        identity_from_tls,
+    ));
+    let router = router.add_optional_service(renewal.map(|r| {
+        InterceptedService::new(
+            RenewalServer::new(r).max_decoding_message_size(registration::MAX_REQUEST_BYTES),
             identity_from_tls,
-        ))
+        )
+    }));
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Serves the `Registration` (Join) service on `incoming`, a listener without client
+/// certificates ([`drbridge_tls::incoming_server_only`]), until `shutdown` completes.
+pub async fn serve_join<S, F>(
+    service: registration::JoinService,
+    incoming: S,
+    shutdown: F,
+) -> Result<(), tonic::transport::Error>
+where
+    S: futures::Stream<Item = Result<drbridge_tls::AnonymousTlsConn, std::io::Error>>
+        + Send
+        + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    tonic::transport::Server::builder()
+        // Unauthenticated callers: bound what each connection and call may take.
+        .concurrency_limit_per_connection(4)
+        .timeout(Duration::from_secs(30))
+        .add_service(
+            RegistrationServer::new(service)
+                .max_decoding_message_size(registration::MAX_REQUEST_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
@@ -375,11 +557,14 @@ pub fn dispatch_server(svc: grpc::DispatchService) -> DispatchServer<grpc::Dispa
 /// the service reads, so the service itself knows nothing of TLS.
 #[allow(clippy::result_large_err)] // tonic's interceptor signature.
 pub fn identity_from_tls(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let cluster = drbridge_tls::peer_identity(&req)?
-        .cluster
-        .as_str()
-        .to_string();
-    req.extensions_mut().insert(grpc::ClusterIdentity(cluster));
+    let peer = drbridge_tls::peer_identity(&req)?;
+    let cluster = grpc::ClusterIdentity(peer.cluster.as_str().to_string());
+    let cert = grpc::CertificateInfo {
+        serial: peer.serial.clone(),
+        not_after: peer.not_after,
+    };
+    req.extensions_mut().insert(cluster);
+    req.extensions_mut().insert(cert);
     Ok(req)
 }
 
@@ -412,7 +597,21 @@ mod tests {
         assert_eq!(a.max_sync_bytes, sync::DEFAULT_MAX_SYNC_BYTES);
         assert_eq!(a.log_format, LogFormat::Plain);
         assert!(a.kubeconfig.is_none());
+        assert_eq!(a.namespace, "drbridge-system");
+        assert_eq!(a.join_addr, "0.0.0.0:8444".parse().unwrap());
+        assert_eq!(a.cert_validity, Duration::from_secs(24 * 3600));
+        assert!(!a.disable_join && !a.require_join);
         a.validate().unwrap();
+        let a = parse(&["--cert-validity", "90s", "--namespace", "ns"]).unwrap();
+        assert_eq!(a.cert_validity, Duration::from_secs(90));
+        a.validate().unwrap();
+        assert!(
+            parse(&["--cert-validity", "5s"])
+                .unwrap()
+                .validate()
+                .is_err()
+        );
+        assert!(parse(&["--cert-validity", "soon"]).is_err());
     }
 
     #[test]

@@ -24,6 +24,15 @@ pub struct DropLabels {
     pub reason: &'static str,
 }
 
+/// Labels of registration calls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistrationLabels {
+    /// `join` or `renew`.
+    pub rpc: &'static str,
+    /// `ok`, `refused` (token or certificate not accepted), `invalid` (bad request), `error`.
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub connected_agents: Gauge,
@@ -38,6 +47,7 @@ pub struct Metrics {
     pub status_dropped: Family<DropLabels, Counter>,
     pub write_queue_depth: Gauge,
     pub intents_dropped: Counter,
+    pub registrations: Family<RegistrationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -55,6 +65,7 @@ impl Default for Metrics {
             status_dropped: Family::default(),
             write_queue_depth: Gauge::default(),
             intents_dropped: Counter::default(),
+            registrations: Family::default(),
         }
     }
 }
@@ -124,7 +135,18 @@ impl Metrics {
             "Index intents dropped on a full queue (the periodic sweep repeats them)",
             m.intents_dropped.clone(),
         );
+        r.register(
+            "registrations",
+            "Join and Renew calls by result",
+            m.registrations.clone(),
+        );
         m
+    }
+
+    pub fn registered(&self, rpc: &'static str, result: &'static str) {
+        self.registrations
+            .get_or_create(&RegistrationLabels { rpc, result })
+            .inc();
     }
 
     pub fn dropped(&self, reason: &'static str) {

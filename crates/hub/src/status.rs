@@ -17,13 +17,15 @@
 //! The planners (`plan_*`) are pure functions, unit-tested below; [`StatusWriter`]
 //! only executes their patches.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use drbridge_proto::v1 as pb;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::index::{Intent, SharedIndex, WorkEntry};
@@ -440,6 +442,28 @@ fn slot_of(op: &WriteOp) -> Slot {
     }
 }
 
+/// What must not be written concurrently: one object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Lane {
+    Work(ObjectKey),
+    View(ObjectKey),
+    Cluster(String),
+    Unreachable(String),
+}
+
+impl Slot {
+    fn lane(&self) -> Lane {
+        match self {
+            Slot::WorkStatus(k) | Slot::WorkFinalizer(k) | Slot::WorkReject(k) => {
+                Lane::Work(k.clone())
+            }
+            Slot::ViewStatus(k) => Lane::View(k.clone()),
+            Slot::Cluster(c) => Lane::Cluster(c.clone()),
+            Slot::Unreachable(c) => Lane::Unreachable(c.clone()),
+        }
+    }
+}
+
 /// A keyed FIFO that keeps only the latest op per slot, so its size is bounded by the
 /// number of objects, and a burst of reports for one work costs one write.
 #[derive(Debug, Default)]
@@ -468,6 +492,13 @@ impl Pending {
         self.ops.remove(&slot)
     }
 
+    /// The oldest op whose slot `ready` accepts.
+    fn pop_where(&mut self, ready: impl Fn(&Slot) -> bool) -> Option<WriteOp> {
+        let i = self.order.iter().position(ready)?;
+        let slot = self.order.remove(i)?;
+        self.ops.remove(&slot)
+    }
+
     pub fn len(&self) -> usize {
         self.ops.len()
     }
@@ -485,6 +516,8 @@ pub struct WriterConfig {
     pub sweep_interval: Duration,
     /// Attempts for a fenced status patch that meets a conflict.
     pub conflict_retries: usize,
+    /// Writes in flight at once (never two for one object).
+    pub max_in_flight: usize,
 }
 
 impl Default for WriterConfig {
@@ -493,6 +526,7 @@ impl Default for WriterConfig {
             patch_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(120),
             conflict_retries: 3,
+            max_in_flight: 16,
         }
     }
 }
@@ -595,10 +629,17 @@ impl StatusWriter {
         }
     }
 
-    /// Runs until both queues are closed.
+    /// Runs until both queues are closed. Up to `max_in_flight` writes run at
+    /// once, but never two for the same object, so each object's writes stay in
+    /// order while one slow object (or a burst of 200 new works) does not hold
+    /// up the rest.
     pub async fn run(self, mut ops: mpsc::Receiver<WriteOp>, mut intents: mpsc::Receiver<Intent>) {
+        let this = Arc::new(self);
         let mut pending = Pending::default();
-        let mut sweep = tokio::time::interval(self.cfg.sweep_interval);
+        let mut busy: HashSet<Lane> = HashSet::new();
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut lanes: HashMap<tokio::task::Id, Lane> = HashMap::new();
+        let mut sweep = tokio::time::interval(this.cfg.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut ops_open, mut intents_open) = (true, true);
         loop {
@@ -609,15 +650,33 @@ impl StatusWriter {
             while let Ok(i) = intents.try_recv() {
                 pending.push(WriteOp::Intent(i));
             }
-            self.metrics.write_queue_depth.set(pending.len() as i64);
-            if let Some(op) = pending.pop() {
-                self.execute(op).await;
-                continue;
+            while running.len() < this.cfg.max_in_flight.max(1) {
+                let Some(op) = pending.pop_where(|slot| !busy.contains(&slot.lane())) else {
+                    break;
+                };
+                let lane = slot_of(&op).lane();
+                busy.insert(lane.clone());
+                let w = this.clone();
+                let id = running.spawn(async move { w.execute(op).await }).id();
+                lanes.insert(id, lane);
             }
-            if !ops_open && !intents_open {
+            this.metrics.write_queue_depth.set(pending.len() as i64);
+            if !ops_open && !intents_open && pending.is_empty() && running.is_empty() {
                 return;
             }
             tokio::select! {
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    let id = match &done {
+                        Ok((id, ())) => *id,
+                        Err(e) => {
+                            warn!(error = %e, "status write task failed");
+                            e.id()
+                        }
+                    };
+                    if let Some(lane) = lanes.remove(&id) {
+                        busy.remove(&lane);
+                    }
+                }
                 op = ops.recv(), if ops_open => match op {
                     Some(op) => pending.push(op),
                     None => ops_open = false,
@@ -627,7 +686,7 @@ impl StatusWriter {
                     None => intents_open = false,
                 },
                 _ = sweep.tick() => {
-                    for i in self.index.read().sweep() {
+                    for i in this.index.read().sweep() {
                         pending.push(WriteOp::Intent(i));
                     }
                 }

@@ -2,13 +2,14 @@
 //! new connection so rotated certificates are used without a restart.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -69,6 +70,27 @@ pub async fn connect_channel(
         })
 }
 
+/// Connects to `endpoint` verifying the server against the CA certificates in `ca` (PEM) and
+/// `server_name`, presenting no client certificate: for an agent's first call to the hub's join
+/// endpoint, before it has a certificate. TLS 1.3 only, ALPN `h2`; `ca` is re-read per
+/// connection.
+pub async fn connect_channel_without_client_cert(
+    endpoint: &str,
+    server_name: &str,
+    ca: &Path,
+    opts: ChannelOptions,
+) -> Result<Channel, Error> {
+    let connector = MtlsConnector::without_client_cert(ca, server_name)?;
+    connector.client_config().await?;
+    build_endpoint(endpoint, &opts)?
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| Error::Connect {
+            endpoint: endpoint.to_owned(),
+            message: error_chain(&e),
+        })
+}
+
 /// Like [`connect_channel`] but connects on first use, so it does not fail when the hub is
 /// down; errors surface on the RPCs instead.
 pub fn lazy_channel(
@@ -107,26 +129,49 @@ fn build_endpoint(endpoint: &str, opts: &ChannelOptions) -> Result<Endpoint, Err
 /// handshake with a client config built afresh from the files for every connection.
 #[derive(Clone, Debug)]
 pub struct MtlsConnector {
-    paths: Arc<TlsPaths>,
+    files: Arc<ClientFiles>,
     server_name: ServerName<'static>,
+}
+
+#[derive(Debug)]
+enum ClientFiles {
+    /// Client certificate, key and the CA of the server.
+    Mutual(TlsPaths),
+    /// Only the CA of the server.
+    ServerOnly(PathBuf),
 }
 
 impl MtlsConnector {
     pub fn new(paths: TlsPaths, server_name: &str) -> Result<Self, Error> {
-        let server_name =
-            ServerName::try_from(server_name.to_owned()).map_err(|_| Error::InvalidServerName {
-                name: server_name.to_owned(),
-            })?;
         Ok(Self {
-            paths: Arc::new(paths),
-            server_name,
+            files: Arc::new(ClientFiles::Mutual(paths)),
+            server_name: server_name_of(server_name)?,
+        })
+    }
+
+    /// A connector that verifies the server against `ca` and presents no client certificate.
+    pub fn without_client_cert(ca: &Path, server_name: &str) -> Result<Self, Error> {
+        Ok(Self {
+            files: Arc::new(ClientFiles::ServerOnly(ca.to_owned())),
+            server_name: server_name_of(server_name)?,
         })
     }
 
     /// Reads the files and builds the client config a new connection would use.
     pub async fn client_config(&self) -> Result<Arc<ClientConfig>, Error> {
-        let files = self.paths.read().await?;
-        build_client_config(&self.paths, &files)
+        match &*self.files {
+            ClientFiles::Mutual(paths) => {
+                let files = paths.read().await?;
+                build_client_config(paths, &files)
+            }
+            ClientFiles::ServerOnly(ca) => {
+                let ca = ca.clone();
+                let roots = tokio::task::spawn_blocking(move || crate::files::read_roots(&ca))
+                    .await
+                    .map_err(|e| Error::Certificate(format!("reading the CA file: {e}")))??;
+                build_server_only_client_config(roots)
+            }
+        }
     }
 
     /// Dials the host and port of `uri` (default port 443) and completes the handshake.
@@ -172,6 +217,25 @@ impl Service<Uri> for MtlsConnector {
         let this = self.clone();
         Box::pin(async move { this.connect(&uri).await.map(TokioIo::new) })
     }
+}
+
+fn server_name_of(name: &str) -> Result<ServerName<'static>, Error> {
+    ServerName::try_from(name.to_owned()).map_err(|_| Error::InvalidServerName {
+        name: name.to_owned(),
+    })
+}
+
+fn build_server_only_client_config(roots: RootCertStore) -> Result<Arc<ClientConfig>, Error> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|source| Error::Rustls {
+            context: "selecting TLS 1.3".into(),
+            source,
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn build_client_config(paths: &TlsPaths, files: &RawFiles) -> Result<Arc<ClientConfig>, Error> {

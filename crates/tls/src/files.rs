@@ -86,15 +86,25 @@ impl RawFiles {
             path: paths.key.clone(),
             source,
         })?;
-        let mut roots = RootCertStore::empty();
-        for ca in parse_certs(&self.ca, &paths.ca)? {
-            roots.add(ca).map_err(|source| Error::Rustls {
-                context: format!("adding CA certificate from {}", paths.ca.display()),
-                source,
-            })?;
-        }
+        let roots = parse_roots(&self.ca, &paths.ca)?;
         Ok(Material { chain, key, roots })
     }
+}
+
+/// Reads a PEM file of CA certificates into a root store.
+pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, Error> {
+    parse_roots(&read(path)?, path)
+}
+
+fn parse_roots(pem: &[u8], path: &Path) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    for ca in parse_certs(pem, path)? {
+        roots.add(ca).map_err(|source| Error::Rustls {
+            context: format!("adding CA certificate from {}", path.display()),
+            source,
+        })?;
+    }
+    Ok(roots)
 }
 
 fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {

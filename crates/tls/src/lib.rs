@@ -35,13 +35,19 @@ mod server;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use client::{ChannelOptions, MtlsConnector, connect_channel, lazy_channel};
+pub use client::{
+    ChannelOptions, MtlsConnector, connect_channel, connect_channel_without_client_cert,
+    lazy_channel,
+};
 pub use files::TlsPaths;
-pub use identity::{CLUSTER_URI_PREFIX, cluster_from_cert, cluster_uri};
+pub use identity::{
+    CLUSTER_URI_PREFIX, CertInfo, cert_info, cert_info_pem, cluster_from_cert, cluster_uri,
+    serial_hex,
+};
 pub use name::ClusterName;
 pub use server::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, PeerIdentity, ServerTls, TlsConn,
-    incoming, peer_identity,
+    AnonymousTlsConn, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, PeerIdentity,
+    RemoteAddr, ServerTls, TlsConn, incoming, incoming_server_only, peer_identity,
 };
 
 // Re-exported so users need not depend on matching versions themselves.

@@ -22,7 +22,9 @@ use crate::{ClusterName, Error, cluster_uri};
 /// Validity of a CA made by [`Ca::generate`].
 pub const DEFAULT_CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Certificates are back-dated by this much so a peer whose clock is slightly behind accepts them.
+/// Certificates are back-dated by this much so a peer whose clock is slightly behind accepts them;
+/// by a tenth of their validity at most, so that `notBefore` stays close to the time of issue
+/// and an agent can tell from a short-lived certificate alone when it is time to renew.
 const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// A CA certificate and its key.
@@ -204,7 +206,9 @@ impl fmt::Debug for Issued {
     }
 }
 
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
+/// Writes `path` through a temporary file in the same directory, fsync and a rename, so a
+/// reader sees the old or the new contents, never a mix; `mode` on Unix.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let io_err = |source| Error::Io {
         path: path.to_owned(),
         source,
@@ -256,7 +260,7 @@ fn base_params(cn: &str, validity: Duration) -> Result<CertificateParams, Error>
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
     let mut params = CertificateParams::default();
     params.distinguished_name = common_name(cn);
-    params.not_before = epoch + now.saturating_sub(CLOCK_SKEW);
+    params.not_before = epoch + now.saturating_sub(CLOCK_SKEW.min(validity / 10));
     params.not_after = epoch + now + validity;
     params.serial_number = Some(random_serial());
     params.use_authority_key_identifier_extension = true;

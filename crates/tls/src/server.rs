@@ -2,12 +2,13 @@
 //! for `tonic::transport::Server::serve_with_incoming`.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -24,7 +25,7 @@ use tonic::transport::server::Connected;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::files::{RawFiles, TlsPaths};
-use crate::{ClusterName, Error, cluster_from_cert, provider};
+use crate::{ClusterName, Error, cert_info, cluster_from_cert, provider};
 
 /// Default time a client gets to complete the TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,11 +50,24 @@ pub struct ServerTls {
 impl ServerTls {
     /// Loads the files; fails if they do not form a valid config now.
     pub fn new(paths: TlsPaths) -> Result<Self, Error> {
+        Self::with_client_auth(paths, ClientAuth::Required)
+    }
+
+    /// A server that asks for no client certificate (TLS 1.3, ALPN `h2`, same reloading), for
+    /// the hub's join endpoint, where a new agent has only a token and its CSR. `paths.ca` is
+    /// read but not used. Serve it with [`incoming_server_only`]: [`incoming`] requires a client
+    /// certificate and drops every connection of such a server.
+    pub fn server_only(paths: TlsPaths) -> Result<Self, Error> {
+        Self::with_client_auth(paths, ClientAuth::None)
+    }
+
+    fn with_client_auth(paths: TlsPaths, client_auth: ClientAuth) -> Result<Self, Error> {
         let files = paths.read_blocking()?;
-        let config = build_server_config(&paths, &files)?;
+        let config = build_server_config(&paths, &files, client_auth)?;
         Ok(Self {
             reloader: Arc::new(Reloader {
                 paths,
+                client_auth,
                 state: Mutex::new(State {
                     files,
                     config,
@@ -108,6 +122,7 @@ impl fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTls")
             .field("paths", &self.reloader.paths)
+            .field("client_auth", &self.reloader.client_auth)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_concurrent_handshakes", &self.max_concurrent_handshakes)
             .finish_non_exhaustive()
@@ -116,7 +131,16 @@ impl fmt::Debug for ServerTls {
 
 struct Reloader {
     paths: TlsPaths,
+    client_auth: ClientAuth,
     state: Mutex<State>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientAuth {
+    /// A certificate chaining to `paths.ca` with exactly one cluster identity.
+    Required,
+    /// No client certificate is asked for.
+    None,
 }
 
 struct State {
@@ -157,7 +181,7 @@ impl Reloader {
         if matches!(&state.last_problem, Some(Problem::Build(bad)) if *bad == files) {
             return state.config.clone();
         }
-        match build_server_config(&self.paths, &files) {
+        match build_server_config(&self.paths, &files, self.client_auth) {
             Ok(config) => {
                 info!(cert = %self.paths.cert.display(), "TLS files changed; reloaded server config");
                 state.files = files;
@@ -173,20 +197,30 @@ impl Reloader {
     }
 }
 
-fn build_server_config(paths: &TlsPaths, files: &RawFiles) -> Result<Arc<ServerConfig>, Error> {
+fn build_server_config(
+    paths: &TlsPaths,
+    files: &RawFiles,
+    client_auth: ClientAuth,
+) -> Result<Arc<ServerConfig>, Error> {
     let material = files.parse(paths)?;
     let provider = provider();
-    let webpki =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots), provider.clone())
-            .build()
-            .map_err(|e| Error::Verifier(e.to_string()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|source| Error::Rustls {
             context: "selecting TLS 1.3".into(),
             source,
-        })?
-        .with_client_cert_verifier(Arc::new(ClusterIdentityVerifier { inner: webpki }))
+        })?;
+    let builder = match client_auth {
+        ClientAuth::Required => {
+            let webpki =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(material.roots), provider)
+                    .build()
+                    .map_err(|e| Error::Verifier(e.to_string()))?;
+            builder.with_client_cert_verifier(Arc::new(ClusterIdentityVerifier { inner: webpki }))
+        }
+        ClientAuth::None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(material.chain, material.key)
         .map_err(|source| Error::Rustls {
             context: format!(
@@ -267,6 +301,10 @@ impl ClientCertVerifier for ClusterIdentityVerifier {
 pub struct PeerIdentity {
     pub cluster: ClusterName,
     pub remote_addr: Option<SocketAddr>,
+    /// Serial number of the client certificate (lowercase hex), for revocation by serial.
+    pub serial: String,
+    /// End of the client certificate's validity: a connection must not be trusted past it.
+    pub not_after: SystemTime,
 }
 
 /// The [`PeerIdentity`] of the connection a request came in on, or `Unauthenticated` if the
@@ -365,8 +403,30 @@ pub fn incoming(
     listener: TcpListener,
     tls: ServerTls,
 ) -> impl Stream<Item = Result<TlsConn, io::Error>> + Send + 'static {
+    accept_loop(listener, tls, handshake)
+}
+
+/// Like [`incoming`] for a [`ServerTls::server_only`] server: yields every connection that
+/// completes the handshake, with no client identity (its `ConnectInfo` is [`RemoteAddr`]).
+pub fn incoming_server_only(
+    listener: TcpListener,
+    tls: ServerTls,
+) -> impl Stream<Item = Result<AnonymousTlsConn, io::Error>> + Send + 'static {
+    accept_loop(listener, tls, handshake_server_only)
+}
+
+fn accept_loop<T, F, Fut>(
+    listener: TcpListener,
+    tls: ServerTls,
+    handshake: F,
+) -> impl Stream<Item = Result<T, io::Error>> + Send + 'static
+where
+    T: Send + 'static,
+    F: Fn(TcpStream, SocketAddr, ServerTls) -> Fut + Send + 'static,
+    Fut: Future<Output = Option<T>> + Send + 'static,
+{
     async_stream::stream! {
-        let mut handshakes: JoinSet<Option<TlsConn>> = JoinSet::new();
+        let mut handshakes: JoinSet<Option<T>> = JoinSet::new();
         loop {
             let event = tokio::select! {
                 accepted = listener.accept(),
@@ -390,9 +450,9 @@ pub fn incoming(
 // Lives for one loop iteration and the connection is moved out of it once: boxing would only
 // add an allocation per connection.
 #[allow(clippy::large_enum_variant)]
-enum Event {
+enum Event<T> {
     Accepted(io::Result<(TcpStream, SocketAddr)>),
-    Done(Result<Option<TlsConn>, tokio::task::JoinError>),
+    Done(Result<Option<T>, tokio::task::JoinError>),
 }
 
 async fn accept_error(e: io::Error) {
@@ -410,22 +470,40 @@ async fn accept_error(e: io::Error) {
     }
 }
 
-async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<TlsConn> {
+async fn accept_tls(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls: &ServerTls,
+) -> Option<TlsStream<TcpStream>> {
     // gRPC frames are small and latency-sensitive.
     let _ = tcp.set_nodelay(true);
     let acceptor = tls.acceptor();
-    let stream = match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => stream,
+    match tokio::time::timeout(tls.handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             warn!(peer = %addr, reason = %e, "TLS handshake failed; dropping connection");
-            return None;
+            None
         }
         Err(_) => {
             warn!(peer = %addr, timeout = ?tls.handshake_timeout,
                 "TLS handshake timed out; dropping connection");
-            return None;
+            None
         }
-    };
+    }
+}
+
+async fn handshake_server_only(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    tls: ServerTls,
+) -> Option<AnonymousTlsConn> {
+    let stream = accept_tls(tcp, addr, &tls).await?;
+    debug!(peer = %addr, "TLS connection established (no client certificate)");
+    Some(AnonymousTlsConn { stream, addr })
+}
+
+async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<TlsConn> {
+    let stream = accept_tls(tcp, addr, &tls).await?;
     // The verifier already checked the identity; reading it again here is what binds it to
     // this connection.
     let leaf = stream
@@ -433,8 +511,8 @@ async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<T
         .1
         .peer_certificates()
         .and_then(|c| c.first());
-    let cluster = match leaf.map(cluster_from_cert) {
-        Some(Ok(cluster)) => cluster,
+    let info = match leaf.map(cert_info) {
+        Some(Ok(info)) => info,
         Some(Err(e)) => {
             warn!(peer = %addr, reason = %e, "client certificate has no valid cluster identity; dropping connection");
             return None;
@@ -444,12 +522,81 @@ async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<T
             return None;
         }
     };
-    debug!(peer = %addr, %cluster, "TLS connection established");
+    debug!(peer = %addr, cluster = %info.cluster, serial = %info.serial, "TLS connection established");
     Some(TlsConn {
         stream,
         peer: PeerIdentity {
-            cluster,
+            cluster: info.cluster,
             remote_addr: Some(addr),
+            serial: info.serial,
+            not_after: info.not_after,
         },
     })
+}
+
+/// The remote address of a connection without client identity; `ConnectInfo` of
+/// [`AnonymousTlsConn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// An accepted, handshaken TLS connection of a [`ServerTls::server_only`] server.
+pub struct AnonymousTlsConn {
+    stream: TlsStream<TcpStream>,
+    addr: SocketAddr,
+}
+
+impl fmt::Debug for AnonymousTlsConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnonymousTlsConn")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connected for AnonymousTlsConn {
+    type ConnectInfo = RemoteAddr;
+
+    fn connect_info(&self) -> RemoteAddr {
+        RemoteAddr(self.addr)
+    }
+}
+
+impl AsyncRead for AnonymousTlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AnonymousTlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }

@@ -404,3 +404,85 @@ impl std::io::Write for LineWriter {
         Ok(())
     }
 }
+
+#[tokio::test]
+async fn peer_identity_carries_the_serial_and_expiry_of_the_client_cert() {
+    let pki = Pki::new();
+    let (addr, mut peers, task) = raw_incoming(ServerTls::new(pki.hub()).unwrap()).await;
+    let uri = format!("https://{addr}").parse().unwrap();
+    let issued = pki.ca.issue_client(&name("east"), DAY).unwrap();
+    let info = drbridge_tls::cert_info_pem(issued.cert_pem.as_bytes()).unwrap();
+    assert_eq!(info.cluster.as_str(), "east");
+    assert_eq!(info.serial.len(), 32, "16-byte serial: {}", info.serial);
+    let paths = pki.write(&issued, "east");
+    let _conn = MtlsConnector::new(paths, HUB_NAME)
+        .unwrap()
+        .connect(&uri)
+        .await
+        .unwrap();
+    let peer = tokio::time::timeout(DEADLINE, peers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(peer.serial, info.serial);
+    assert_eq!(peer.not_after, info.not_after);
+    let left = peer
+        .not_after
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        left > DAY - Duration::from_secs(60) && left <= DAY,
+        "{left:?}"
+    );
+    task.abort();
+}
+
+/// A server-only listener (the hub's join endpoint) serves clients without a certificate,
+/// and they still verify the server.
+#[tokio::test]
+async fn server_only_tls_needs_no_client_cert_but_the_client_verifies_the_server() {
+    use drbridge_tls::{connect_channel_without_client_cert, incoming_server_only};
+    use tonic::transport::Server;
+
+    let pki = Pki::new();
+    let tls = ServerTls::server_only(pki.hub()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        Server::builder()
+            .add_service(WhoAmI)
+            .serve_with_incoming(incoming_server_only(listener, tls)),
+    );
+    let endpoint = format!("https://{addr}");
+    let ca = pki.path().join("ca.crt");
+    let channel = connect_channel_without_client_cert(&endpoint, HUB_NAME, &ca, opts())
+        .await
+        .unwrap();
+    // The call reaches the handler, which finds no cluster identity on such a connection.
+    let err = who_am_i(channel).await.unwrap_err();
+    assert!(err.contains("Unauthenticated"), "{err}");
+
+    // A client trusting another CA refuses the server.
+    let other = Pki::new();
+    let err = connect_channel_without_client_cert(
+        &endpoint,
+        HUB_NAME,
+        &other.path().join("ca.crt"),
+        opts(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+
+    // And the mutual-TLS listener refuses a client without a certificate.
+    let hub = Hub::start(ServerTls::new(pki.hub()).unwrap()).await;
+    let result = async {
+        let channel =
+            connect_channel_without_client_cert(&hub.endpoint(), HUB_NAME, &ca, opts()).await?;
+        Ok::<_, drbridge_tls::Error>(who_am_i(channel).await)
+    }
+    .await;
+    assert!(!matches!(result, Ok(Ok(_))), "{result:?}");
+    hub.stop().await;
+    server.abort();
+}

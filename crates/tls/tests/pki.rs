@@ -124,6 +124,15 @@ fn certificates_have_random_serials_and_requested_validity() {
     let lifetime = a.validity().not_after.timestamp() - a.validity().not_before.timestamp();
     // One day plus the back-dating for clock skew.
     assert_eq!(lifetime, 24 * 3600 + 5 * 60);
+
+    // Short-lived certificates are back-dated by a tenth of their validity at most, so
+    // notBefore still tells when they were issued.
+    let short = ca
+        .issue_client(&name("east"), std::time::Duration::from_secs(60))
+        .unwrap();
+    let info = drbridge_tls::cert_info_pem(short.cert_pem.as_bytes()).unwrap();
+    let span = info.not_after.duration_since(info.not_before).unwrap();
+    assert_eq!(span.as_secs(), 66);
 }
 
 #[cfg(unix)]

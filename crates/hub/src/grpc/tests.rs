@@ -57,10 +57,33 @@ fn header_identity(mut req: Request<()>) -> Result<Request<()>, Status> {
         let c = c.to_str().unwrap().to_string();
         req.extensions_mut().insert(ClusterIdentity(c));
     }
+    if let Some(serial) = req.metadata().get("x-test-serial") {
+        let serial = serial.to_str().unwrap().to_string();
+        let secs: u64 = req
+            .metadata()
+            .get("x-test-not-after")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let not_after = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+        req.extensions_mut()
+            .insert(CertificateInfo { serial, not_after });
+    }
     Ok(req)
 }
 
 async fn harness(clusters: &[&str], works: Vec<WorkObject>, cfg: GrpcConfig) -> Harness {
+    harness_with(clusters, works, cfg, None).await
+}
+
+async fn harness_with(
+    clusters: &[&str],
+    works: Vec<WorkObject>,
+    cfg: GrpcConfig,
+    identities: Option<Identities>,
+) -> Harness {
     let metrics = Metrics::default();
     let mut index = Index::new(Limits::default(), None, metrics.clone());
     index.reset_works(works);
@@ -69,7 +92,14 @@ async fn harness(clusters: &[&str], works: Vec<WorkObject>, cfg: GrpcConfig) -> 
     let index = index.shared();
     let (w_tx, writes) = mpsc::channel(64);
     let (p_tx, presence) = mpsc::channel(64);
-    let svc = DispatchService::new(cfg, index.clone(), w_tx, p_tx, metrics.clone());
+    let svc = DispatchService::with_identities(
+        cfg,
+        index.clone(),
+        w_tx,
+        p_tx,
+        metrics.clone(),
+        identities,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -133,6 +163,31 @@ async fn dial(h: &Harness, cluster: Option<&str>) -> Result<Agent, Status> {
     }
     let mut client = DispatchClient::new(h.channel.clone()).max_decoding_message_size(64 << 20);
     let resp = client.connect(req).await?;
+    Ok(Agent {
+        tx,
+        rx: resp.into_inner(),
+    })
+}
+
+/// Dials as `cluster` with a certificate of `serial` valid until `not_after`, and says Hello.
+async fn dial_cert(
+    h: &Harness,
+    cluster: &str,
+    serial: &str,
+    not_after: SystemTime,
+) -> Result<Agent, Status> {
+    let (tx, rx) = mpsc::channel(16);
+    let mut req = Request::new(ReceiverStream::new(rx));
+    let secs = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let md = req.metadata_mut();
+    md.insert("x-test-cluster", cluster.parse().unwrap());
+    md.insert("x-test-serial", serial.parse().unwrap());
+    md.insert("x-test-not-after", secs.to_string().parse().unwrap());
+    tx.send(hello(vec![], 0)).await.unwrap();
+    let resp = DispatchClient::new(h.channel.clone()).connect(req).await?;
     Ok(Agent {
         tx,
         rx: resp.into_inner(),
@@ -438,4 +493,75 @@ async fn work_gone_and_view_status_are_forwarded() {
     assert!(matches!(a, WriteOp::Report(Report::Gone { ref cluster, .. }) if cluster == "dr1"));
     assert!(matches!(b, WriteOp::Report(Report::View { ref cluster, .. }) if cluster == "dr1"));
     let _ = ObjectKey::new("dr1", "a");
+}
+
+#[tokio::test]
+async fn identity_records_gate_streams_and_a_revocation_ends_them() {
+    use crate::identity::{AcceptedCert, IdentityRecord};
+    let ids = Identities::new(false);
+    let h = harness_with(&["dr1", "dr2"], vec![], cfg(), Some(ids.clone())).await;
+    let later = SystemTime::now() + Duration::from_secs(3600);
+
+    // Records not listed yet: nobody gets in.
+    let err = dial_cert(&h, "dr1", "aa", later).await.err().unwrap();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+
+    let accepted = AcceptedCert {
+        serial: "aa".into(),
+        not_after: chrono::DateTime::<chrono::Utc>::from(later),
+        issued: chrono::Utc::now(),
+    };
+    ids.reset(HashMap::from([(
+        "dr1".to_string(),
+        IdentityRecord::joined(0, accepted),
+    )]));
+    // Another certificate of dr1 is refused; dr2 has no record, so any CA-signed
+    // certificate naming it is accepted (issued outside drbridge).
+    let err = dial_cert(&h, "dr1", "bb", later).await.err().unwrap();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let mut other = dial_cert(&h, "dr2", "cc", later).await.unwrap();
+    other.welcome().await;
+    // A request without certificate details is refused when records are on.
+    assert_eq!(
+        dial(&h, Some("dr1")).await.err().unwrap().code(),
+        tonic::Code::Unauthenticated
+    );
+
+    let mut agent = dial_cert(&h, "dr1", "aa", later).await.unwrap();
+    agent.welcome().await;
+    agent.initial().await;
+    // An unrelated change re-checks and keeps the stream.
+    ids.set("dr3", Some(IdentityRecord::tombstone()));
+    // Removal: the open stream ends at once.
+    ids.set("dr1", Some(IdentityRecord::removed_after(None)));
+    let status = agent.error().await;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("removed"), "{status:?}");
+    // dr2's stream is untouched.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.metrics.connected_agents.get() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dr1's stream closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(other);
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_certificate_expires() {
+    let h = harness(&["dr1"], vec![], cfg()).await;
+    let past = SystemTime::now() - Duration::from_secs(1);
+    let err = dial_cert(&h, "dr1", "aa", past).await.err().unwrap();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+
+    // X.509 times are whole seconds: this certificate expires within two seconds.
+    let soon = SystemTime::now() + Duration::from_secs(2);
+    let mut agent = dial_cert(&h, "dr1", "aa", soon).await.unwrap();
+    agent.welcome().await;
+    agent.initial().await;
+    let status = agent.error().await;
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("expired"), "{status:?}");
 }
