@@ -12,7 +12,7 @@ use drbridge_localenv::{Env, EnvOptions, EnvState, Lifetime, Progress, process::
 pub enum EnvCommand {
     /// Start the clusters (building the control-plane binaries on first use).
     Up(UpArgs),
-    /// Build (first time) or find the pinned control-plane binaries, and print where they are.
+    /// Build (first time) or find the pinned control-plane binaries and helm, and print where they are.
     Prepare,
     /// Show what runs.
     Status(DirArg),
@@ -37,6 +37,15 @@ pub struct UpArgs {
     /// Seconds to wait for every API server to answer ready.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// Start only the clusters, not drbridge's hub and agents.
+    #[arg(long)]
+    pub no_drbridge: bool,
+    /// The drbridge-hub binary (default: next to this one).
+    #[arg(long, env = "DRBRIDGE_HUB_BIN")]
+    pub hub_bin: Option<PathBuf>,
+    /// The drbridge-agent binary (default: next to this one).
+    #[arg(long, env = "DRBRIDGE_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
 }
 
 pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
@@ -90,9 +99,12 @@ pub fn progress_printer() -> impl Fn(Progress) + Sync + Send + 'static {
 async fn prepare() -> anyhow::Result<()> {
     let cache = drbridge_localenv::cache_dir();
     let printer = progress_printer();
-    let tc =
-        tokio::task::spawn_blocking(move || drbridge_localenv::ensure_toolchain(&cache, &printer))
-            .await??;
+    let (tc, helm) = tokio::task::spawn_blocking(move || {
+        let tc = drbridge_localenv::ensure_toolchain(&cache, &printer)?;
+        let helm = drbridge_localenv::ensure_helm(&cache, &printer)?;
+        Ok::<_, drbridge_localenv::Error>((tc, helm))
+    })
+    .await??;
     println!("etcd:                    {}", tc.etcd.display());
     println!("kube-apiserver:          {}", tc.kube_apiserver.display());
     println!(
@@ -100,6 +112,7 @@ async fn prepare() -> anyhow::Result<()> {
         tc.kube_controller_manager.display()
     );
     println!("kubectl:                 {}", tc.kubectl.display());
+    println!("helm:                    {}", helm.display());
     Ok(())
 }
 
@@ -112,26 +125,54 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         lifetime: Lifetime::Detached,
         ready_timeout: Duration::from_secs(args.timeout),
     };
+    let bins = if args.no_drbridge {
+        None
+    } else {
+        Some(crate::stack::Binaries::find(
+            args.hub_bin.clone(),
+            args.agent_bin.clone(),
+        )?)
+    };
     let started = std::time::Instant::now();
     let printer = progress_printer();
-    let env = match Env::start(opts, &printer).await {
+    // Only an environment this command started may be cleaned up on failure;
+    // one that was already there (running or stale) is the user's.
+    let preexisting = EnvState::path(&dir).exists();
+    let mut env = match Env::start(opts, &printer).await {
         Ok(env) => env,
         Err(e) => {
             // Leave nothing half-started behind, but keep the logs the
             // error points at.
-            if let Ok(mut state) = EnvState::load(&dir) {
+            if !preexisting && let Ok(mut state) = EnvState::load(&dir) {
                 state.stop_all();
                 let _ = std::fs::remove_file(EnvState::path(&dir));
             }
             return Err(e).context("drbridge env up");
         }
     };
-    let state = env.detach();
     eprintln!(
         "✓ {} clusters ready in {:.1}s",
-        state.clusters.len(),
+        args.clusters.len(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(bins) = bins {
+        match crate::stack::start(&mut env, &bins, Duration::from_secs(args.timeout)).await {
+            Ok(endpoint) => eprintln!(
+                "✓ drbridge-hub serving {endpoint}; agents of {} connected ({:.1}s)",
+                args.clusters[1..].join(", "),
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                drop(env.detach());
+                if let Ok(mut state) = EnvState::load(&dir) {
+                    state.stop_all();
+                    let _ = std::fs::remove_file(EnvState::path(&dir));
+                }
+                return Err(e.context("starting drbridge"));
+            }
+        }
+    }
+    let state = env.detach();
     print_summary(&state, &dir);
     Ok(())
 }

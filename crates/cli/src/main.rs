@@ -1,6 +1,8 @@
 //! `drbridge`: the operator's command line.
 
+mod cluster;
 mod env;
+mod stack;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,9 @@ enum Command {
     /// A local multi-cluster environment: real control planes on loopback.
     #[command(subcommand)]
     Env(env::EnvCommand),
+    /// Managed clusters of a hub: join (token for a new agent) and remove (revoke).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 #[tokio::main]
@@ -39,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Env(cmd) => env::run(cmd).await,
+        Command::Cluster(cmd) => cluster::run(cmd).await,
     }
 }

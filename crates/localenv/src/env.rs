@@ -35,6 +35,13 @@ pub fn ensure_toolchain(cache: &Path, progress: &dyn Fn(Progress)) -> Result<Too
     })
 }
 
+/// Builds (first time) or finds (afterwards) the pinned helm, which the charts'
+/// lint, render and install tests use. Not part of [`Toolchain`]: clusters do
+/// not need it, so starting them does not wait for its build.
+pub fn ensure_helm(cache: &Path, progress: &dyn Fn(Progress)) -> Result<PathBuf, Error> {
+    Ok(releases::helm().ensure(cache, progress)?.join("helm"))
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct EnvOptions {

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use env::{
     ClusterPorts, ClusterState, Env, EnvOptions, EnvState, ExtraProcess, Toolchain, client_for,
-    ensure_toolchain,
+    ensure_helm, ensure_toolchain,
 };
 pub use gobuild::Progress;
 pub use process::Lifetime;

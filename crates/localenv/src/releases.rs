@@ -6,6 +6,9 @@ use crate::gobuild::GoProgram;
 pub const KUBERNETES_VERSION: &str = "v1.37.2";
 /// etcd of the line Kubernetes 1.37 is tested with.
 pub const ETCD_VERSION: &str = "v3.7.3";
+/// Helm, to lint, render and install the charts as users do. v4.3.1 is built
+/// against client-go v0.37, the release above.
+pub const HELM_VERSION: &str = "v4.3.1";
 
 /// Staging modules of k8s.io/kubernetes that are published as `k8s.io/<name>`
 /// at `v0.<minor>.<patch>`. Sample modules are left out: they are not
@@ -96,6 +99,25 @@ pub fn etcd() -> GoProgram {
     }
 }
 
+/// The helm command. Its module has no replace directives, so it builds as a
+/// plain dependency; the default `.Capabilities.KubeVersion` of `helm
+/// template` comes from the client-go version in the build info.
+pub fn helm() -> GoProgram {
+    let v = HELM_VERSION;
+    // What `helm version` reports for a release build (the Makefile's flags).
+    let pkg = "helm.sh/helm/v4/internal/version";
+    let ldflags = format!("-X {pkg}.version={v} -X {pkg}.gitTreeState=clean");
+    GoProgram {
+        name: "helm",
+        version: v.to_string(),
+        requires: vec![("helm.sh/helm/v4".into(), v.into())],
+        replaces: Vec::new(),
+        packages: vec![("helm.sh/helm/v4/cmd/helm".into(), "helm".into())],
+        ldflags: format!("-s -w {ldflags}"),
+        go_directive: "1.26.0",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +131,15 @@ mod tests {
         );
         assert!(k.ldflags.contains("gitVersion=v1.37.2"));
         assert!(k.ldflags.contains("gitMinor=37"));
+    }
+
+    #[test]
+    fn helm_reports_its_release() {
+        let h = helm();
+        assert!(
+            h.ldflags
+                .contains("-X helm.sh/helm/v4/internal/version.version=v4.3.1")
+        );
+        assert!(h.replaces.is_empty());
     }
 }

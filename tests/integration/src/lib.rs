@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
 
+pub mod bridge;
+pub mod works;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,7 @@ pub fn init_logging() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off")),
         )
         .with_test_writer()
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
