@@ -74,3 +74,19 @@ drbridge_model::Allowlist.
 {{- end }}
 {{- dict "kinds" $kinds "namespaces" (dict "allow" .Values.allowlist.namespaces.allow "deny" .Values.allowlist.namespaces.deny) | toPrettyJson }}
 {{- end }}
+
+{{/* "true" in join mode: a join token is configured (as a value or in a Secret). */}}
+{{- define "drbridge-agent.joinMode" -}}
+{{- if and .Values.join.token .Values.join.tokenSecret.name }}
+{{- fail "join.token and join.tokenSecret.name are alternatives: set one" }}
+{{- end }}
+{{- if or .Values.join.token .Values.join.tokenSecret.name }}true{{ end }}
+{{- end }}
+
+{{/* The Secret and key holding the join token. */}}
+{{- define "drbridge-agent.joinTokenSecret" -}}
+{{- default (printf "%s-join-token" (include "drbridge-agent.fullname" .)) .Values.join.tokenSecret.name }}
+{{- end }}
+{{- define "drbridge-agent.joinTokenKey" -}}
+{{- if .Values.join.tokenSecret.name }}{{ .Values.join.tokenSecret.key }}{{ else }}token{{ end }}
+{{- end }}

@@ -117,11 +117,17 @@ async fn join(args: JoinArgs) -> anyhow::Result<()> {
     };
     eprintln!(
         "Cluster {name} is registered. Its join token is single-use and expires at {expires}.\n\
-         Install the agent on {name} with the values below, e.g.:\n  \
+         Install the agent on {name} with the values below (docs/install.md), e.g.:\n  \
          drbridge cluster join {name} ... > {name}-agent.yaml\n  \
          helm install drbridge-agent charts/drbridge-agent -n drbridge-agent --create-namespace -f {name}-agent.yaml",
         name = args.name
     );
+    if args.hub_endpoint.is_none() {
+        eprintln!(
+            "No --hub-endpoint: replace HUB-ADDRESS in hub.endpoint and join.endpoint with the \
+             address managed clusters reach the hub's Service at."
+        );
+    }
     print!(
         "{}",
         agent_values(
@@ -150,7 +156,9 @@ fn drbridge_agent_join_endpoint(hub: &str) -> anyhow::Result<String> {
     Ok(format!("https://{host}:8444"))
 }
 
-/// Values for the drbridge-agent chart.
+/// Values for the drbridge-agent chart (`helm install -f`), keys as in
+/// charts/drbridge-agent/values.yaml; tests/integration/fixtures/charts/agent-join.yaml is this
+/// output for the inputs of the test below, and the chart tests install it.
 fn agent_values(
     cluster: &str,
     endpoint: &str,
@@ -168,7 +176,7 @@ fn agent_values(
         "# drbridge-agent values for cluster {cluster}.\n\
          cluster:\n  name: {cluster}\n\
          hub:\n  endpoint: {endpoint}\n\
-         join:\n  # Single-use; the agent trades it for its client certificate.\n  token: {token}\n  endpoint: {join_endpoint}\n\
+         join:\n  # Single-use; the agent trades it for its client certificate.\n  token: \"{token}\"\n  endpoint: {join_endpoint}\n\
          \x20 # CA certificates that verify the hub.\n  hubCA: |\n{ca}"
     )
 }
@@ -230,10 +238,33 @@ mod tests {
         );
         assert!(v.contains("cluster:\n  name: dr1\n"), "{v}");
         assert!(v.contains("join:\n"), "{v}");
-        assert!(v.contains("  token: abc.def\n"), "{v}");
+        assert!(v.contains("  token: \"abc.def\"\n"), "{v}");
         assert!(
             v.ends_with("  hubCA: |\n    -----BEGIN CERTIFICATE-----\n    AAA\n    -----END CERTIFICATE-----\n"),
             "{v}"
+        );
+    }
+
+    /// The chart tests lint, render and install this fixture, so what `cluster join` prints
+    /// is what the agent chart accepts.
+    #[test]
+    fn values_are_the_agent_chart_fixture() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/integration/fixtures/charts/agent-join.yaml");
+        let v = agent_values(
+            "dr1",
+            "https://hub.example.com:8443",
+            "https://hub.example.com:8444",
+            "0123456789abcdef.00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            "-----BEGIN CERTIFICATE-----\nMIIBfixture\n-----END CERTIFICATE-----\n",
+        );
+        let want = std::fs::read_to_string(&fixture)
+            .unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+        assert_eq!(
+            v,
+            want,
+            "update {} to what `drbridge cluster join` prints",
+            fixture.display()
         );
     }
 }

@@ -122,7 +122,9 @@ fn unrestricted_grants(role: &Value) -> BTreeMap<(String, String), BTreeSet<Stri
     m
 }
 
-/// No role of the chart may hold wildcards, privilege-escalation verbs, or Secrets.
+/// No role of the chart may hold wildcards or privilege-escalation verbs, and no ClusterRole
+/// Secrets: Secrets only by a Role in the release namespace, which each test checks exactly
+/// ([`secret_rules`]).
 fn assert_least_privilege(objs: &[Value]) {
     let roles: Vec<&Value> = objs
         .iter()
@@ -144,16 +146,56 @@ fn assert_least_privilege(objs: &[Value]) {
                     "{name}: verb {verb}: {rule}"
                 );
             }
-            assert!(
-                !strings(&rule["resources"]).contains(&"secrets".to_string()),
-                "{name}: Secrets: {rule}"
-            );
+            if role["kind"] == "ClusterRole" {
+                assert!(
+                    !strings(&rule["resources"]).contains(&"secrets".to_string()),
+                    "{name}: Secrets cluster-wide: {rule}"
+                );
+            } else {
+                assert_eq!(role["metadata"]["namespace"], "drbridge", "{name}");
+            }
             assert!(rule.get("nonResourceURLs").is_none(), "{name}: {rule}");
         }
     }
     for binding in find(objs, "ClusterRoleBinding") {
         assert_ne!(binding["roleRef"]["name"], "cluster-admin");
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
     }
+    for binding in find(objs, "RoleBinding") {
+        assert_eq!(binding["roleRef"]["kind"], "Role", "{binding}");
+        assert_eq!(binding["metadata"]["namespace"], "drbridge");
+    }
+}
+
+/// The rules of the chart's Roles that grant Secrets: (resourceNames, verbs) each.
+fn secret_rules(objs: &[Value]) -> Vec<(BTreeSet<String>, BTreeSet<String>)> {
+    find(objs, "Role")
+        .into_iter()
+        .flat_map(|role| role["rules"].as_array().unwrap().iter())
+        .filter(|rule| strings(&rule["resources"]).contains(&"secrets".to_string()))
+        .map(|rule| {
+            assert_eq!(strings(&rule["resources"]), ["secrets"], "{rule}");
+            assert_eq!(strings(&rule["apiGroups"]), [""], "{rule}");
+            (
+                strings(&rule["resourceNames"]).into_iter().collect(),
+                strings(&rule["verbs"]).into_iter().collect(),
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The container's env entries by name, whole (for `valueFrom`).
+fn env_entries(deploy: &Value) -> BTreeMap<String, Value> {
+    deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect()
 }
 
 fn env_of(deploy: &Value) -> BTreeMap<String, Value> {
@@ -182,7 +224,14 @@ fn chart_app_version(chart_name: &str) -> String {
     c["appVersion"].as_str().unwrap().to_string()
 }
 
+/// The hub's (`grpc`: ports grpc and join) or the agent's Deployment, TLS files from Secrets.
 fn assert_single_writer_deployment(deploy: &Value, grpc: bool, admin_port: i64) {
+    assert_deployment(deploy, grpc, grpc, admin_port, true)
+}
+
+/// `grpc`: port grpc 8443; `join`: port join 8444; `tls_read_only`: the TLS files come from
+/// Secrets (false in the agent's join mode, which writes them itself).
+fn assert_deployment(deploy: &Value, grpc: bool, join: bool, admin_port: i64, tls_read_only: bool) {
     let spec = &deploy["spec"];
     assert_eq!(spec["replicas"], 1);
     assert_eq!(spec["strategy"]["type"], "Recreate");
@@ -203,16 +252,17 @@ fn assert_single_writer_deployment(deploy: &Value, grpc: bool, admin_port: i64) 
         .collect();
     assert_eq!(ports.get("admin"), Some(&admin_port));
     assert_eq!(ports.get("grpc"), grpc.then_some(&8443));
+    assert_eq!(ports.get("join"), join.then_some(&8444));
     assert!(c["resources"]["requests"]["cpu"].is_string(), "{c}");
     assert!(c["resources"]["requests"]["memory"].is_string(), "{c}");
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
     let mounts = c["volumeMounts"].as_array().unwrap();
-    assert!(
-        mounts
-            .iter()
-            .any(|m| m["mountPath"] == "/etc/drbridge/tls" && m["readOnly"] == true)
-    );
+    let tls = mounts
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/drbridge/tls")
+        .expect("TLS files at /etc/drbridge/tls");
+    assert_eq!(tls["readOnly"] == true, tls_read_only, "{tls}");
 }
 
 /// The projected TLS volume: (secret name, key, path) per item.
@@ -222,6 +272,9 @@ fn tls_items(deploy: &Value) -> BTreeSet<(String, String, String)> {
         .unwrap();
     let tls = vols.iter().find(|v| v["name"] == "tls").unwrap();
     let mut items = BTreeSet::new();
+    if tls.get("projected").is_none() {
+        return items;
+    }
     for src in tls["projected"]["sources"].as_array().unwrap() {
         let s = &src["secret"];
         for i in s["items"].as_array().unwrap() {
@@ -294,16 +347,31 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "Service",
             "ServiceAccount",
         ]),
-        "no ServiceMonitor by default"
+        "no ServiceMonitor, no Certificate by default"
     );
     assert_least_privilege(&objs);
     assert_eq!(
         unrestricted_grants(one(&objs, "ClusterRole")),
         hub_expected_grants()
     );
+    // Registration's Secrets (CA, tokens, identity records), in the release namespace only,
+    // with exactly the verbs crates/hub uses: no patch.
+    assert_eq!(
+        secret_rules(&objs),
+        vec![(
+            set(&[]),
+            set(&["get", "list", "watch", "create", "update", "delete"])
+        )]
+    );
+    let role_binding = one(&objs, "RoleBinding");
+    assert_eq!(role_binding["roleRef"]["name"], "drbridge-hub");
+    assert_eq!(role_binding["subjects"][0]["name"], "drbridge-hub");
+    assert_eq!(role_binding["subjects"][0]["namespace"], "drbridge");
     let binding = one(&objs, "ClusterRoleBinding");
     assert_eq!(binding["subjects"][0]["name"], "drbridge-hub");
     assert_eq!(binding["subjects"][0]["namespace"], "drbridge");
@@ -326,29 +394,50 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     assert_eq!(env["DRBRIDGE_LISTEN_ADDR"], "0.0.0.0:8443");
     assert_eq!(env["DRBRIDGE_ADMIN_ADDR"], "0.0.0.0:9990");
     assert_eq!(env["DRBRIDGE_TLS_CA"], "/etc/drbridge/tls/ca.crt");
-    assert!(
-        !env.contains_key("DRBRIDGE_HEARTBEAT_SECONDS"),
-        "unset values keep the binary's defaults"
+    assert_eq!(
+        env["DRBRIDGE_NAMESPACE"], "drbridge",
+        "the release namespace"
     );
+    assert_eq!(env["DRBRIDGE_JOIN_ADDR"], "0.0.0.0:8444");
+    for unset in [
+        "DRBRIDGE_HEARTBEAT_SECONDS",
+        "DRBRIDGE_CERT_VALIDITY",
+        "DRBRIDGE_REQUIRE_JOIN",
+        "DRBRIDGE_DISABLE_JOIN",
+    ] {
+        assert!(
+            !env.contains_key(unset),
+            "{unset}: unset values keep the binary's defaults"
+        );
+    }
+    // Agents' client certificates are trusted from the CA that signs them at join and
+    // renewal: the certificate of `drbridge-ca`, never its key.
     assert_eq!(
         tls_items(deploy),
         set_of(&[
             ("drbridge-hub-tls", "tls.crt", "tls.crt"),
             ("drbridge-hub-tls", "tls.key", "tls.key"),
-            ("drbridge-hub-tls", "ca.crt", "ca.crt"),
+            ("drbridge-ca", "tls.crt", "ca.crt"),
         ])
     );
     let services = find(&objs, "Service");
-    let port_of = |name: &str| {
+    let ports_of = |name: &str| {
         let s = services
             .iter()
             .find(|s| s["metadata"]["name"] == name)
             .unwrap_or_else(|| panic!("Service {name}"));
         assert_eq!(s["spec"]["type"], "ClusterIP");
-        s["spec"]["ports"][0].clone()
+        s["spec"]["ports"].as_array().unwrap().clone()
     };
+    let port_of = |name: &str| ports_of(name)[0].clone();
     assert_eq!(port_of("drbridge-hub")["port"], 8443);
     assert_eq!(port_of("drbridge-hub")["targetPort"], "grpc");
+    let join = &ports_of("drbridge-hub")[1];
+    assert_eq!(
+        (&join["name"], &join["port"], &join["targetPort"]),
+        (&json!("join"), &json!(8444), &json!("join"))
+    );
+    assert_eq!(ports_of("drbridge-hub-admin").len(), 1);
     assert_eq!(port_of("drbridge-hub-admin")["port"], 9990);
     assert_eq!(
         one(&objs, "PodDisruptionBudget")["spec"]["maxUnavailable"],
@@ -381,6 +470,8 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     assert_eq!(env["DRBRIDGE_PRESENCE_TIMEOUT_SECONDS"], "9");
     assert_eq!(env["DRBRIDGE_STATUS_QUEUE"], "100");
     assert_eq!(env["DRBRIDGE_LOG_FORMAT"], "plain");
+    assert_eq!(env["DRBRIDGE_CERT_VALIDITY"], "90m");
+    assert_eq!(env["DRBRIDGE_REQUIRE_JOIN"], "true");
     assert_eq!(env["RUST_BACKTRACE"], "1");
     assert_eq!(
         tls_items(deploy),
@@ -397,6 +488,25 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     assert_eq!(grpc["spec"]["type"], "LoadBalancer");
     assert_eq!(grpc["spec"]["ports"][0]["port"], 443);
     assert_eq!(grpc["spec"]["ports"][0]["nodePort"], 30443);
+    assert_eq!(grpc["spec"]["ports"][1]["name"], "join");
+    assert_eq!(grpc["spec"]["ports"][1]["port"], 9443);
+    assert_eq!(grpc["spec"]["ports"][1]["nodePort"], 30444);
+    // cert-manager issues the serving certificate with the given issuer (no Issuer of the
+    // chart's own), for the given names and the Service's.
+    assert!(find(&objs, "Issuer").is_empty());
+    let cert = one(&objs, "Certificate");
+    assert_eq!(cert["spec"]["secretName"], "hub-serving");
+    assert_eq!(cert["spec"]["issuerRef"]["name"], "corp-ca");
+    assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    let names = strings(&cert["spec"]["dnsNames"]);
+    for n in [
+        "drbridge-hub.example.com",
+        "bridge-hub",
+        "bridge-hub.drbridge.svc",
+    ] {
+        assert!(names.contains(&n.to_string()), "{n}: {names:?}");
+    }
+    assert_eq!(strings(&cert["spec"]["ipAddresses"]), ["192.0.2.10"]);
     let pdb = one(&objs, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     assert!(pdb["spec"].get("maxUnavailable").is_none());
@@ -409,10 +519,44 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     );
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
 
+    // cert-manager with the chart's own CA Issuer over `drbridge-ca`; and no join listener.
+    let objs = render(
+        home,
+        "drbridge-hub",
+        &[
+            "--set",
+            "certManager.enabled=true",
+            "--set",
+            "config.disableJoin=true",
+        ],
+    );
+    let issuer = one(&objs, "Issuer");
+    assert_eq!(issuer["spec"]["ca"]["secretName"], "drbridge-ca");
+    let cert = one(&objs, "Certificate");
+    assert_eq!(
+        cert["spec"]["issuerRef"]["name"],
+        issuer["metadata"]["name"]
+    );
+    assert_eq!(cert["spec"]["secretName"], "drbridge-hub-tls");
+    let deploy = one(&objs, "Deployment");
+    assert_deployment(deploy, true, false, 9990, true);
+    let env = env_of(deploy);
+    assert_eq!(env["DRBRIDGE_DISABLE_JOIN"], "true");
+    assert!(!env.contains_key("DRBRIDGE_JOIN_ADDR"));
+    let svc = find(&objs, "Service")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "drbridge-hub")
+        .unwrap();
+    assert_eq!(svc["spec"]["ports"].as_array().unwrap().len(), 1);
+
     // The schema refuses nonsense before anything renders.
     for (set, what) in [
         ("config.logFormat=xml", "logFormat"),
         ("admin.port=8443", "admin"),
+        ("admin.port=8444", "admin"),
+        ("config.certValidity=soon", "certValidity"),
+        ("service.joinPort=0", "joinPort"),
+        ("certManager.issuer=x", "certManager"),
         ("config.maxSyncBytes=10", "maxSyncBytes"),
         ("replicas=2", "replicas"),
     ] {
@@ -590,6 +734,15 @@ fn agent_chart_grants_exactly_its_allowlist() {
     );
     assert!(!env.contains_key("DRBRIDGE_HUB_SERVER_NAME"));
     assert!(!env.contains_key("DRBRIDGE_REAPPLY_SECONDS"));
+    // Static credentials: no join, no Secret access at all.
+    for join in [
+        "DRBRIDGE_JOIN_TOKEN",
+        "DRBRIDGE_JOIN_CA",
+        "DRBRIDGE_TLS_SECRET",
+    ] {
+        assert!(!env.contains_key(join), "{join}");
+    }
+    assert!(find(&objs, "Role").is_empty() && find(&objs, "Secret").is_empty());
     assert_eq!(
         tls_items(deploy),
         set_of(&[
@@ -692,6 +845,142 @@ fn agent_chart_grants_exactly_its_allowlist() {
         let err = helm_err(home, &args);
         let field = set.split('=').next().unwrap().replace('.', "/");
         assert!(err.contains(&field), "--set {set}: {err}");
+    }
+}
+
+/// Join mode, with the values `drbridge cluster join` prints (the fixture is its output,
+/// checked by crates/cli): the token in a Secret, the agent's files in a writable emptyDir,
+/// and Secret access only to its own TLS Secret, by name.
+#[test]
+fn agent_chart_join_mode_renders_what_cluster_join_prints() {
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let agent = chart("drbridge-agent");
+    let printed = fixture("agent-join.yaml");
+    let values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&printed).unwrap()).unwrap();
+    let token = values["join"]["token"].as_str().unwrap();
+    helm_ok(home, &["lint", "--strict", &agent, "-f", &printed]);
+
+    let objs = render(home, "drbridge-agent", &["-f", &printed]);
+    assert_least_privilege(&objs);
+    let cluster_role = one(&objs, "ClusterRole");
+    assert!(
+        !unrestricted_grants(cluster_role)
+            .keys()
+            .any(|(_, r)| r == "secrets"),
+        "no cluster-wide Secrets in join mode either"
+    );
+    // get at start, patch (server-side apply) after a join or renewal, create when that apply
+    // makes the Secret (authorised with its name); by name, so not the token's Secret nor any
+    // other. The install test below shows the API server needs and accepts exactly this.
+    assert_eq!(
+        secret_rules(&objs),
+        vec![(
+            set(&["drbridge-agent-tls"]),
+            set(&["get", "create", "patch"])
+        )]
+    );
+    let role = one(&objs, "Role");
+    let binding = one(&objs, "RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "drbridge-agent");
+    assert_eq!(binding["subjects"][0]["namespace"], "drbridge");
+
+    let deploy = one(&objs, "Deployment");
+    assert_deployment(deploy, false, false, 9991, false);
+    let env = env_of(deploy);
+    assert_eq!(env["DRBRIDGE_CLUSTER"], "dr1");
+    assert_eq!(env["DRBRIDGE_HUB_ENDPOINT"], "https://hub.example.com:8443");
+    assert_eq!(
+        env["DRBRIDGE_JOIN_ENDPOINT"],
+        "https://hub.example.com:8444"
+    );
+    assert_eq!(env["DRBRIDGE_JOIN_CA"], "/etc/drbridge/join/ca.crt");
+    assert_eq!(env["DRBRIDGE_TLS_SECRET"], "drbridge-agent-tls");
+    assert_eq!(env["DRBRIDGE_TLS_SECRET_NAMESPACE"], "drbridge");
+    assert_eq!(env["DRBRIDGE_TLS_CERT"], "/etc/drbridge/tls/tls.crt");
+    assert_eq!(env["DRBRIDGE_TLS_KEY"], "/etc/drbridge/tls/tls.key");
+    assert_eq!(env["DRBRIDGE_TLS_CA"], "/etc/drbridge/tls/ca.crt");
+    let token_env = &env_entries(deploy)["DRBRIDGE_JOIN_TOKEN"];
+    assert!(token_env.get("value").is_none(), "never in the pod spec");
+    let key_ref = &token_env["valueFrom"]["secretKeyRef"];
+    let secret = one(&objs, "Secret");
+    assert_eq!(key_ref["name"], secret["metadata"]["name"]);
+    assert_eq!(
+        secret["stringData"][key_ref["key"].as_str().unwrap()],
+        token
+    );
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(
+        deploy["spec"]["template"]["metadata"]["annotations"]["drbridge.io/join-token-id"],
+        token.split('.').next().unwrap(),
+        "a new token restarts the agent; only the public id is shown"
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    let volume = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(volume("tls")["emptyDir"]["medium"], "Memory");
+    let ca_map = find(&objs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == volume("join-ca")["configMap"]["name"])
+        .expect("the join CA ConfigMap");
+    assert_eq!(
+        ca_map["data"]["ca.crt"].as_str().unwrap().trim(),
+        values["join"]["hubCA"].as_str().unwrap().trim()
+    );
+    let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["name"] == "join-ca"
+        && m["mountPath"] == "/etc/drbridge/join"
+        && m["readOnly"] == true));
+
+    // A Secret the user made instead of a token value: the chart makes none.
+    let objs = render(
+        home,
+        "drbridge-agent",
+        &[
+            "-f",
+            &printed,
+            "--set",
+            "join.token=",
+            "--set",
+            "join.tokenSecret.name=dr1-join",
+            "--set",
+            "join.tokenSecret.key=t",
+        ],
+    );
+    assert!(find(&objs, "Secret").is_empty());
+    let key_ref =
+        &env_entries(one(&objs, "Deployment"))["DRBRIDGE_JOIN_TOKEN"]["valueFrom"]["secretKeyRef"];
+    assert_eq!(
+        (&key_ref["name"], &key_ref["key"]),
+        (&json!("dr1-join"), &json!("t"))
+    );
+    assert_eq!(secret_rules(&objs).len(), 1);
+    // Without RBAC from the chart, no Role either.
+    let objs = render(
+        home,
+        "drbridge-agent",
+        &["-f", &printed, "--set", "rbac.create=false"],
+    );
+    assert!(find(&objs, "Role").is_empty() && find(&objs, "ClusterRole").is_empty());
+
+    for (set, what) in [
+        ("join.hubCA=", "join.hubCA is required"),
+        ("join.tokenSecret.name=x", "alternatives"),
+        ("join.token=not-a-token", "/join/token"),
+        ("join.endpoint=hub:8444", "/join/endpoint"),
+        ("join.hubCA=hello", "/join/hubCA"),
+    ] {
+        let err = helm_err(
+            home,
+            &["template", "x", &agent, "-f", &printed, "--set", set],
+        );
+        assert!(err.contains(what), "--set {set}: {err}");
     }
 }
 
@@ -850,6 +1139,106 @@ fn manifest_work(name: &str, ns: &str, manifests: Vec<Value>) -> DynamicObject {
     }))
 }
 
+/// What the kubelet does for the chart's pod, in a local directory: each volume the container
+/// mounts becomes a directory (projected Secrets and ConfigMaps written out, emptyDirs empty).
+/// Returns mountPath -> local directory.
+async fn kubelet_mounts(
+    admin: &kube::Client,
+    ns: &str,
+    deploy: &Value,
+    dir: &Path,
+) -> BTreeMap<String, PathBuf> {
+    let pod = &deploy["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().unwrap();
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+    let maps: Api<ConfigMap> = Api::namespaced(admin.clone(), ns);
+    let mut mounts = BTreeMap::new();
+    for m in pod["containers"][0]["volumeMounts"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let local = dir.join(name);
+        std::fs::create_dir_all(&local).unwrap();
+        let v = volumes.iter().find(|v| v["name"] == name).unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+        if let Some(sources) = v["projected"]["sources"].as_array() {
+            for src in sources {
+                let s = &src["secret"];
+                let name = s["name"].as_str().unwrap();
+                let data = secrets
+                    .get(name)
+                    .await
+                    .unwrap_or_else(|e| panic!("Secret {ns}/{name} for the pod: {e}"))
+                    .data
+                    .unwrap_or_default();
+                for item in s["items"].as_array().unwrap() {
+                    let key = item["key"].as_str().unwrap();
+                    let bytes = data
+                        .get(key)
+                        .unwrap_or_else(|| panic!("Secret {ns}/{name} has no {key}"));
+                    files.push((item["path"].as_str().unwrap().into(), bytes.0.clone()));
+                }
+            }
+        } else if let Some(cm) = v["configMap"]["name"].as_str() {
+            for (k, val) in maps.get(cm).await.unwrap().data.unwrap_or_default() {
+                files.push((k, val.into_bytes()));
+            }
+        } else {
+            assert!(v.get("emptyDir").is_some(), "volume {v}");
+        }
+        for (path, bytes) in files {
+            std::fs::write(local.join(path), bytes).unwrap();
+        }
+        mounts.insert(m["mountPath"].as_str().unwrap().to_string(), local);
+    }
+    mounts
+}
+
+/// The binary's command line as clap reads it from the pod's environment. Every variable the
+/// chart sets must be a flag of the binary; paths under the pod's mounts become the local
+/// directories of [`kubelet_mounts`]; `secretKeyRef` values are read as the kubelet reads
+/// them; `fieldRef`s (the pod's name) are left out.
+async fn args_from_pod_env(
+    command: clap::Command,
+    admin: &kube::Client,
+    ns: &str,
+    deploy: &Value,
+    mounts: &BTreeMap<String, PathBuf>,
+) -> Vec<String> {
+    let mut argv = vec![command.get_name().to_string()];
+    for (name, e) in env_entries(deploy) {
+        let value = if let Some(v) = e.get("value") {
+            v.as_str().unwrap().to_string()
+        } else if let Some(r) = e["valueFrom"].get("secretKeyRef") {
+            let secret = Api::<Secret>::namespaced(admin.clone(), ns)
+                .get(r["name"].as_str().unwrap())
+                .await
+                .unwrap();
+            String::from_utf8(secret.data.unwrap()[r["key"].as_str().unwrap()].0.clone()).unwrap()
+        } else {
+            assert!(e["valueFrom"].get("fieldRef").is_some(), "{e}");
+            continue;
+        };
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|n| n == name.as_str()))
+            .unwrap_or_else(|| panic!("{name} is not a flag of {}", command.get_name()));
+        let long = arg.get_long().unwrap();
+        let value = mounts
+            .iter()
+            .find_map(|(mount, local)| {
+                value
+                    .strip_prefix(&format!("{mount}/"))
+                    .map(|rest| local.join(rest).display().to_string())
+            })
+            .unwrap_or(value);
+        if arg.get_action().takes_values() {
+            argv.push(format!("--{long}={value}"));
+        } else if value == "true" {
+            argv.push(format!("--{long}"));
+        }
+    }
+    argv
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent() {
     drbridge_integration_tests::init_logging();
@@ -862,27 +1251,35 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
     let dr1_admin = env.client("dr1").await.unwrap();
     let pki =
         drbridge_localenv::bridge::BridgePki::ensure(&env.dir().join("drbridge-pki")).unwrap();
-    let agent_tls = pki.agent("dr1").unwrap();
     let hub_tls = pki.hub();
 
-    // The hub listens before the agent chart is installed, so its address can be a value.
+    // The hub listens before the agent chart is installed, so its addresses can be values.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!(
         "https://127.0.0.1:{}",
         listener.local_addr().unwrap().port()
     );
+    let join_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let join_endpoint = format!(
+        "https://127.0.0.1:{}",
+        join_listener.local_addr().unwrap().port()
+    );
 
-    // Install both charts as a user would: namespace, TLS Secret, helm install.
+    // Install the hub as a user would (docs/install.md): namespace, the CA Secret
+    // `drbridge-ca`, the serving certificate that CA signed, helm install.
     create_namespace(&hub_admin, "drbridge-system").await;
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    let ca = drbridge_tls::pki::Ca::from_pem(&read(pki.ca_cert()), &read(pki.dir.join("ca.key")))
+        .unwrap();
+    let (_, created) = drbridge_hub::clusters::install_ca(&hub_admin, "drbridge-system", &ca)
+        .await
+        .unwrap();
+    assert!(created);
     create_tls_secret(
         &hub_admin,
         "drbridge-system",
         "drbridge-hub-tls",
-        &[
-            ("tls.crt", &hub_tls.cert),
-            ("tls.key", &hub_tls.key),
-            ("ca.crt", &hub_tls.ca),
-        ],
+        &[("tls.crt", &hub_tls.cert), ("tls.key", &hub_tls.key)],
     )
     .await;
     let hub_kc = env.kubeconfig("hub").unwrap().display().to_string();
@@ -901,21 +1298,145 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
             ],
         )
     });
-    create_namespace(&dr1_admin, "drbridge-agent").await;
-    create_tls_secret(
-        &dr1_admin,
-        "drbridge-agent",
-        "drbridge-agent-tls",
-        &[
-            ("tls.crt", &agent_tls.cert),
-            ("tls.key", &agent_tls.key),
-            ("ca.crt", &agent_tls.ca),
-        ],
+    let crd_established = |client: &kube::Client, crd: &'static str| {
+        let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        async move {
+            eventually(&format!("CRD {crd} established"), DEADLINE, || async {
+                let c = api.get(crd).await.ok()?;
+                c.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    for crd in [
+        "manifestworks.work.open-cluster-management.io",
+        "managedclusters.cluster.open-cluster-management.io",
+    ] {
+        crd_established(&hub_admin, crd).await;
+    }
+
+    // The hub as its chart runs it: the Deployment's environment (namespace = the release's,
+    // registration always on), its mounted files, its ServiceAccount.
+    let hub_deploy: Value = serde_json::to_value(
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            hub_admin.clone(),
+            "drbridge-system",
+        )
+        .get("drbridge-hub")
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let hub_mounts = kubelet_mounts(
+        &hub_admin,
+        "drbridge-system",
+        &hub_deploy,
+        &env.dir().join("hub-pod"),
     )
     .await;
+    let hub_args = <drbridge_hub::Args as clap::Parser>::try_parse_from(
+        args_from_pod_env(
+            <drbridge_hub::Args as clap::CommandFactory>::command(),
+            &hub_admin,
+            "drbridge-system",
+            &hub_deploy,
+            &hub_mounts,
+        )
+        .await,
+    )
+    .unwrap();
+    hub_args.validate().unwrap();
+    assert_eq!(hub_args.namespace, "drbridge-system");
+    assert!(!hub_args.disable_join);
+    let hub_files =
+        drbridge_tls::TlsPaths::new(&hub_args.tls_cert, &hub_args.tls_key, &hub_args.tls_ca);
+    assert_eq!(
+        read(hub_files.ca.clone()),
+        read(pki.ca_cert()),
+        "the hub trusts the CA in drbridge-ca"
+    );
+    let hub_sa_kc =
+        service_account_kubeconfig(&env, "hub", "drbridge-system", "drbridge-hub").await;
+    let hub_client = drbridge_localenv::client_for(&hub_sa_kc).await.unwrap();
+    let hub = Arc::new(drbridge_hub::Hub::start(
+        hub_client.clone(),
+        drbridge_hub::HubOptions {
+            registration: Some(drbridge_hub::registration::RegistrationConfig {
+                namespace: hub_args.namespace.clone(),
+                cert_validity: hub_args.cert_validity,
+                require_join: hub_args.require_join,
+            }),
+            ..Default::default()
+        },
+        drbridge_hub::metrics::Metrics::default(),
+    ));
+    let mut ready = hub.ready();
+    tokio::time::timeout(DEADLINE, ready.wait_for(|r| *r))
+        .await
+        .expect("the hub lists every watched kind and its identity Secrets as its ServiceAccount")
+        .unwrap();
+    let server_tls = drbridge_tls::ServerTls::new(hub_files.clone()).unwrap();
+    let serving = hub.clone();
+    let server = tokio::spawn(async move {
+        serving
+            .serve(
+                drbridge_tls::incoming(listener, server_tls),
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
+    });
+    let join_tls = drbridge_tls::ServerTls::server_only(hub_files.clone()).unwrap();
+    let join_service = hub.join_service().expect("registration is on");
+    let join_server = tokio::spawn(async move {
+        drbridge_hub::serve_join(
+            join_service,
+            drbridge_tls::incoming_server_only(join_listener, join_tls),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    });
+
+    // `drbridge cluster join dr1` (an admin on the hub): namespace, ManagedCluster, token.
+    let dr1: drbridge_tls::ClusterName = "dr1".parse().unwrap();
+    let (hub_ca, created) = drbridge_hub::clusters::ensure_ca(&hub_admin, "drbridge-system")
+        .await
+        .unwrap();
+    assert!(!created, "the admin's CA is kept");
+    drbridge_hub::clusters::register_cluster(&hub_admin, &dr1)
+        .await
+        .unwrap();
+    let (token, _) = drbridge_hub::clusters::create_join_token(
+        &hub_admin,
+        "drbridge-system",
+        &dr1,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let token = token.expose();
+
+    // The agent chart with what `cluster join` prints (the fixture is its output, keys and
+    // all), filled with this hub's values.
+    let mut values: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(fixture("agent-join.yaml")).unwrap())
+            .unwrap();
+    values["hub"]["endpoint"] = json!(endpoint);
+    values["join"]["endpoint"] = json!(join_endpoint);
+    values["join"]["token"] = json!(token);
+    values["join"]["hubCA"] = json!(hub_ca.bundle_pem);
+    let values_file = env.dir().join("dr1-agent.yaml");
+    std::fs::write(&values_file, serde_json::to_string_pretty(&values).unwrap()).unwrap();
+    let values_file = values_file.display().to_string();
+    create_namespace(&dr1_admin, "drbridge-agent").await;
     let dr1_kc = env.kubeconfig("dr1").unwrap().display().to_string();
     let agent_chart = chart("drbridge-agent");
-    let endpoint_value = format!("hub.endpoint={endpoint}");
     tokio::task::block_in_place(|| {
         helm_ok(
             &home,
@@ -927,10 +1448,8 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
                 "drbridge-agent",
                 "--kubeconfig",
                 &dr1_kc,
-                "--set",
-                "cluster.name=dr1",
-                "--set",
-                &endpoint_value,
+                "-f",
+                &values_file,
                 "--set",
                 "hub.serverName=localhost",
             ],
@@ -960,76 +1479,63 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
     }
 
     // The charts' CRDs are served.
-    for (client, crd) in [
-        (&hub_admin, "manifestworks.work.open-cluster-management.io"),
-        (&dr1_admin, "appliedworks.drbridge.io"),
-        (
-            &dr1_admin,
-            "clusterclaims.cluster.open-cluster-management.io",
-        ),
+    for crd in [
+        "appliedworks.drbridge.io",
+        "clusterclaims.cluster.open-cluster-management.io",
     ] {
-        let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-            Api::all(client.clone());
-        eventually(&format!("CRD {crd} established"), DEADLINE, || async {
-            let c = api.get(crd).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await;
+        crd_established(&dr1_admin, crd).await;
     }
 
-    // What registration would have made on the hub: the cluster's namespace and ManagedCluster.
-    create_namespace(&hub_admin, "dr1").await;
-    managed_clusters(&hub_admin)
-        .create(
-            &PostParams::default(),
-            &dynamic(json!({
-                "apiVersion": "cluster.open-cluster-management.io/v1", "kind": "ManagedCluster",
-                "metadata": {"name": "dr1", "labels": {"name": "dr1"}},
-                "spec": {"hubAcceptsClient": true},
-            })),
+    // The agent as its chart runs it: the Deployment's environment (join token from the
+    // chart's Secret, join CA from its ConfigMap, files in the emptyDir), its ServiceAccount.
+    let agent_deploy: Value = serde_json::to_value(
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+            dr1_admin.clone(),
+            "drbridge-agent",
         )
+        .get("drbridge-agent")
         .await
-        .unwrap();
-
-    // The hub, as its chart's ServiceAccount.
-    let hub_sa_kc =
-        service_account_kubeconfig(&env, "hub", "drbridge-system", "drbridge-hub").await;
-    let hub_client = drbridge_localenv::client_for(&hub_sa_kc).await.unwrap();
-    let hub = drbridge_hub::Hub::start(
-        hub_client.clone(),
-        drbridge_hub::HubOptions::default(),
-        drbridge_hub::metrics::Metrics::default(),
-    );
-    let mut ready = hub.ready();
-    tokio::time::timeout(DEADLINE, ready.wait_for(|r| *r))
-        .await
-        .expect("the hub lists every watched kind as its ServiceAccount")
-        .unwrap();
-    let server_tls = drbridge_tls::ServerTls::new(hub_tls.clone()).unwrap();
-    let service = hub.service.clone();
-    let server = tokio::spawn(async move {
-        drbridge_hub::serve(
-            service,
-            drbridge_tls::incoming(listener, server_tls),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    });
-
-    // The agent, as its chart's ServiceAccount, with the allowlist its chart rendered.
+        .unwrap(),
+    )
+    .unwrap();
+    let agent_mounts = kubelet_mounts(
+        &dr1_admin,
+        "drbridge-agent",
+        &agent_deploy,
+        &env.dir().join("agent-pod"),
+    )
+    .await;
     let agent_sa_kc =
         service_account_kubeconfig(&env, "dr1", "drbridge-agent", "drbridge-agent").await;
+    let mut argv = args_from_pod_env(
+        <drbridge_agent::Args as clap::CommandFactory>::command(),
+        &dr1_admin,
+        "drbridge-agent",
+        &agent_deploy,
+        &agent_mounts,
+    )
+    .await;
+    argv.push(format!("--kubeconfig={}", agent_sa_kc.display()));
+    let agent_args = <drbridge_agent::Args as clap::Parser>::try_parse_from(argv).unwrap();
+    agent_args.validate().unwrap();
+    assert_eq!(agent_args.join.join_token.as_deref(), Some(token.as_str()));
     let agent_client = drbridge_localenv::client_for(&agent_sa_kc).await.unwrap();
-    let cm = Api::<ConfigMap>::namespaced(dr1_admin.clone(), "drbridge-agent")
-        .get("drbridge-agent-allowlist")
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Join (the agent makes its key, trades the token, writes its Secret as its
+    // ServiceAccount), then keep the certificate renewed.
+    let rotation = drbridge_agent::join::prepare(&agent_args, &agent_client, stop_rx.clone())
         .await
-        .unwrap();
-    let allowlist: Allowlist = serde_json::from_str(&cm.data.unwrap()["allowlist.json"]).unwrap();
+        .expect("the agent joins as its ServiceAccount")
+        .expect("a joined agent rotates its certificate");
+    let stored = Api::<Secret>::namespaced(dr1_admin.clone(), "drbridge-agent")
+        .get("drbridge-agent-tls")
+        .await
+        .expect("the agent keeps its identity in its TLS Secret");
+    assert_eq!(
+        stored.metadata.annotations.unwrap_or_default()[drbridge_agent::join::TOKEN_ID_ANNOTATION],
+        token.split('.').next().unwrap()
+    );
+    let allowlist = agent_args.allowlist().unwrap();
     assert_eq!(allowlist, Allowlist::default());
     let mut cfg = drbridge_agent::WorkConfig::default();
     cfg.policy.allowlist = allowlist;
@@ -1049,11 +1555,14 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         .expect("the agent starts as its ServiceAccount (records, claims, kube-system uid)"),
     );
     let (ready_tx, _ready_rx) = tokio::sync::watch::channel(false);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let hub_endpoint = drbridge_agent::HubEndpoint {
-        endpoint: endpoint.clone(),
-        server_name: "localhost".into(),
-        tls: agent_tls.clone(),
+        endpoint: agent_args.hub_endpoint.clone(),
+        server_name: agent_args.server_name().unwrap(),
+        tls: drbridge_tls::TlsPaths::new(
+            &agent_args.tls_cert,
+            &agent_args.tls_key,
+            &agent_args.tls_ca,
+        ),
         channel: drbridge_tls::ChannelOptions::default(),
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(2),
@@ -1217,6 +1726,47 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         .await
         .expect("ClusterClaim id.k8s.io");
 
+    // Registration as the ServiceAccounts: the join made the identity record (hub: create);
+    // a renewal rewrites it (hub: get, update) and the agent's Secret (agent: patch).
+    let record_of = || async {
+        let s = Api::<Secret>::namespaced(hub_admin.clone(), "drbridge-system")
+            .get("drbridge-identity-dr1")
+            .await
+            .expect("dr1's identity record");
+        drbridge_hub::identity::IdentityRecord::from_secret(&s)
+            .unwrap()
+            .1
+    };
+    let joined = record_of().await;
+    assert_eq!(joined.certificates.len(), 1, "{joined:?}");
+    let creds = drbridge_agent::join::Credentials::from_args(&agent_args, &agent_client).unwrap();
+    let renewed = creds
+        .renew_once()
+        .await
+        .expect("the agent renews over mutual TLS; the hub rewrites the record");
+    let serials: BTreeSet<String> = record_of()
+        .await
+        .certificates
+        .iter()
+        .map(|c| c.serial.clone())
+        .collect();
+    assert_eq!(
+        serials,
+        BTreeSet::from([
+            joined.certificates[0].serial.clone(),
+            renewed.serial.clone()
+        ])
+    );
+    let stored = Api::<Secret>::namespaced(dr1_admin.clone(), "drbridge-agent")
+        .get("drbridge-agent-tls")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.data.unwrap()["tls.crt"].0,
+        std::fs::read(&agent_args.tls_cert).unwrap(),
+        "the renewed certificate is in the Secret and the files"
+    );
+
     // And no more: what the ServiceAccounts may not do, the API server refuses.
     let secret: Secret =
         serde_json::from_value(json!({"metadata": {"name": "s", "namespace": "app"}})).unwrap();
@@ -1280,14 +1830,64 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         403,
         "the agent may delete only Ramen's ClusterRoles"
     );
+    let agent_secrets = Api::<Secret>::namespaced(agent_client.clone(), "drbridge-agent");
+    assert_eq!(
+        refused(agent_secrets.get("drbridge-agent-join-token").await),
+        403,
+        "the agent may not read its join token's Secret (the kubelet puts it in the env)"
+    );
+    let other: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "other", "namespace": "drbridge-agent"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        refused(agent_secrets.create(&PostParams::default(), &other).await),
+        403,
+        "the agent may not create other Secrets"
+    );
     assert_eq!(
         refused(
-            Api::<Secret>::namespaced(hub_client.clone(), "drbridge-system")
+            agent_secrets
+                .patch(
+                    "other",
+                    &kube::api::PatchParams::apply("x"),
+                    &kube::api::Patch::Apply(&other),
+                )
+                .await
+        ),
+        403,
+        "nor apply them"
+    );
+    assert_eq!(
+        refused(
+            Api::<Secret>::namespaced(hub_client.clone(), "dr1")
                 .list(&Default::default())
                 .await
         ),
         403,
-        "the hub may not read Secrets"
+        "the hub may not read Secrets outside its namespace"
+    );
+    assert_eq!(
+        refused(
+            Api::<Secret>::all(hub_client.clone())
+                .list(&Default::default())
+                .await
+        ),
+        403,
+        "nor cluster-wide"
+    );
+    assert_eq!(
+        refused(
+            Api::<Secret>::namespaced(hub_client.clone(), "drbridge-system")
+                .patch(
+                    "drbridge-ca",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+                )
+                .await
+        ),
+        403,
+        "the hub does not patch Secrets"
     );
     assert_eq!(
         refused(
@@ -1313,6 +1913,11 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         .await
         .expect("the agent stops")
         .unwrap();
+    tokio::time::timeout(DEADLINE, rotation)
+        .await
+        .expect("certificate rotation stops")
+        .unwrap();
     server.abort();
+    join_server.abort();
     drop(hub);
 }
