@@ -32,6 +32,8 @@ enum Seen {
 
 struct ScriptedHub {
     epoch: u64,
+    /// Ends every stream when it turns true (a hub going away).
+    kill: watch::Receiver<bool>,
     /// Sent after Welcome on every stream.
     syncs: Vec<pb::Sync>,
     seen: mpsc::UnboundedSender<Seen>,
@@ -50,6 +52,7 @@ impl pb::dispatch_server::Dispatch for ScriptedHub {
         let (tx, rx) = mpsc::channel(16);
         let seen = self.seen.clone();
         let (epoch, syncs) = (self.epoch, self.syncs.clone());
+        let mut kill = self.kill.clone();
         tokio::spawn(async move {
             let Ok(Some(pb::AgentMessage {
                 body: Some(Body::Hello(hello)),
@@ -82,6 +85,7 @@ impl pb::dispatch_server::Dispatch for ScriptedHub {
             let mut beat = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
+                    _ = drbridge_agent::session::stopped(&mut kill) => break,
                     m = inbound.message() => match m {
                         Ok(Some(pb::AgentMessage { body: Some(b) })) => { let _ = seen.send(Seen::Message(b)); }
                         Ok(Some(_)) => {}
@@ -103,10 +107,36 @@ impl pb::dispatch_server::Dispatch for ScriptedHub {
 
 struct RunningHub {
     stop: oneshot::Sender<()>,
+    kill: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn serve(addr: SocketAddr, tls: TlsPaths, hub: ScriptedHub) -> (RunningHub, SocketAddr) {
+impl RunningHub {
+    /// Ends every stream, then the server (graceful shutdown waits for open streams).
+    async fn shut_down(self) {
+        self.kill.send_replace(true);
+        let _ = self.stop.send(());
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("hub did not stop")
+            .unwrap();
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    tls: TlsPaths,
+    epoch: u64,
+    syncs: Vec<pb::Sync>,
+    seen: mpsc::UnboundedSender<Seen>,
+) -> (RunningHub, SocketAddr) {
+    let (kill, kill_rx) = watch::channel(false);
+    let hub = ScriptedHub {
+        epoch,
+        kill: kill_rx,
+        syncs,
+        seen,
+    };
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -120,7 +150,7 @@ async fn serve(addr: SocketAddr, tls: TlsPaths, hub: ScriptedHub) -> (RunningHub
             .await
             .unwrap();
     });
-    (RunningHub { stop, task }, addr)
+    (RunningHub { stop, kill, task }, addr)
 }
 
 async fn next_seen<T>(
@@ -194,11 +224,9 @@ async fn connects_applies_reconnects_and_refuses_a_stale_hub() {
     let (hub, addr) = serve(
         "127.0.0.1:0".parse().unwrap(),
         hub_tls.clone(),
-        ScriptedHub {
-            epoch: 100,
-            syncs: vec![work_sync()],
-            seen: seen_tx.clone(),
-        },
+        100,
+        vec![work_sync()],
+        seen_tx.clone(),
     )
     .await;
     let endpoint = HubEndpoint {
@@ -247,22 +275,12 @@ async fn connects_applies_reconnects_and_refuses_a_stale_hub() {
     assert!(cluster.object("ConfigMap", "ns", "a").is_some());
 
     // The hub goes away; a stale one (lower epoch) comes up on the same address.
-    hub.stop.send(()).unwrap();
-    hub.task.await.unwrap();
+    hub.shut_down().await;
     tokio::time::timeout(DEADLINE, ready.wait_for(|r| !*r))
         .await
         .unwrap()
         .unwrap();
-    let (stale, _) = serve(
-        addr,
-        hub_tls.clone(),
-        ScriptedHub {
-            epoch: 50,
-            syncs: vec![],
-            seen: seen_tx.clone(),
-        },
-    )
-    .await;
+    let (stale, _) = serve(addr, hub_tls.clone(), 50, vec![], seen_tx.clone()).await;
     let hello = next_seen(&mut seen, |s| match s {
         Seen::Connected { hello, .. } => Some(hello.clone()),
         _ => None,
@@ -278,20 +296,10 @@ async fn connects_applies_reconnects_and_refuses_a_stale_hub() {
     })
     .await;
     assert!(!*ready.borrow());
-    stale.stop.send(()).unwrap();
-    stale.task.await.unwrap();
+    stale.shut_down().await;
 
     // A newer hub is accepted and gets the status again.
-    let (newer, _) = serve(
-        addr,
-        hub_tls,
-        ScriptedHub {
-            epoch: 200,
-            syncs: vec![],
-            seen: seen_tx,
-        },
-    )
-    .await;
+    let (newer, _) = serve(addr, hub_tls, 200, vec![], seen_tx).await;
     next_seen(&mut seen, |s| {
         matches!(s, Seen::Message(Body::WorkStatus(w)) if w.name == "w1").then_some(())
     })
@@ -301,5 +309,5 @@ async fn connects_applies_reconnects_and_refuses_a_stale_hub() {
 
     stop_tx.send(true).unwrap();
     tokio::time::timeout(DEADLINE, run).await.unwrap().unwrap();
-    newer.stop.send(()).unwrap();
+    newer.shut_down().await;
 }
