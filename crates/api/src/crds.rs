@@ -35,7 +35,8 @@ pub fn agent() -> Vec<CustomResourceDefinition> {
     ])
 }
 
-fn sorted(crds: Vec<CustomResourceDefinition>) -> Vec<CustomResourceDefinition> {
+/// Finishes each CRD (see [`finish`]) and sorts them by name, for stable output.
+pub fn sorted(crds: Vec<CustomResourceDefinition>) -> Vec<CustomResourceDefinition> {
     let mut crds: Vec<_> = crds.into_iter().map(finish).collect();
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds
@@ -43,7 +44,7 @@ fn sorted(crds: Vec<CustomResourceDefinition>) -> Vec<CustomResourceDefinition> 
 
 /// Makes the derived CRD look like controller-gen's: adds `listKind`, and drops the root
 /// `title` schemars puts there (the Rust type name, which says nothing to a cluster admin).
-fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+pub fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let names = &mut crd.spec.names;
     if names.list_kind.is_none() {
         names.list_kind = Some(format!("{}List", names.kind));

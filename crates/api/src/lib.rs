@@ -28,7 +28,7 @@ pub mod crds;
 pub mod policy;
 pub mod ramen;
 pub mod raw;
-mod schema;
+pub mod schema;
 pub mod view;
 pub mod work;
 

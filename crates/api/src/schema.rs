@@ -1,4 +1,5 @@
-//! Helpers that make the derived schemas and the JSON match OCM's Go types.
+//! Helpers that make the derived schemas and the JSON match OCM's Go types. Public so that
+//! other crates with Go-mirroring types (drbridge-dr's Ramen types) follow the same rules.
 //!
 //! Go's `encoding/json` rules, and how the types here mirror them:
 //!
@@ -22,25 +23,25 @@ use serde_json::{Value, json};
 
 /// For `#[schemars(skip_serializing_if = ...)]`: tells schemars that the default value is never
 /// written, so it puts no `default:` into the CRD. Serde does not see this attribute.
-pub(crate) fn no_default<T>(_: &T) -> bool {
+pub fn no_default<T>(_: &T) -> bool {
     true
 }
 
-pub(crate) fn is_zero_i32(v: &i32) -> bool {
+pub fn is_zero_i32(v: &i32) -> bool {
     *v == 0
 }
 
-pub(crate) fn is_zero_i64(v: &i64) -> bool {
+pub fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
 
-pub(crate) fn is_false(v: &bool) -> bool {
+pub fn is_false(v: &bool) -> bool {
     !*v
 }
 
 /// Reads `null` as the default value. Go writes `null` for a nil slice or map in a field without
 /// `omitempty`; such objects must still deserialize.
-pub(crate) fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
+pub fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -95,7 +96,7 @@ fn condition_item() -> Value {
 }
 
 /// `[]metav1.Condition` with `+listType=map` `+listMapKey=type`.
-pub(crate) fn conditions_map(_: &mut SchemaGenerator) -> Schema {
+pub fn conditions_map(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "items": condition_item(),
@@ -105,7 +106,7 @@ pub(crate) fn conditions_map(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// `[]metav1.Condition` without list-type markers (as in the CRDs that have none).
-pub(crate) fn conditions_list(_: &mut SchemaGenerator) -> Schema {
+pub fn conditions_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "items": condition_item(),
@@ -113,7 +114,7 @@ pub(crate) fn conditions_list(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// `corev1.ResourceList`-like map of quantities (`map[string]resource.Quantity`).
-pub(crate) fn resource_list(_: &mut SchemaGenerator) -> Schema {
+pub fn resource_list(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "additionalProperties": {
@@ -145,7 +146,7 @@ fn label_selector_requirement() -> Value {
 }
 
 /// `metav1.LabelSelector` as controller-gen writes it (atomic, unlike k8s-openapi's schema).
-pub(crate) fn label_selector(_: &mut SchemaGenerator) -> Schema {
+pub fn label_selector(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "properties": {
@@ -166,7 +167,7 @@ pub(crate) fn label_selector(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// `[]metav1.LabelSelectorRequirement` (OCM's claim selectors).
-pub(crate) fn selector_requirements(_: &mut SchemaGenerator) -> Schema {
+pub fn selector_requirements(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "items": label_selector_requirement(),
@@ -174,7 +175,7 @@ pub(crate) fn selector_requirements(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// `corev1.ObjectReference` as controller-gen writes it (atomic).
-pub(crate) fn object_reference(_: &mut SchemaGenerator) -> Schema {
+pub fn object_reference(_: &mut SchemaGenerator) -> Schema {
     let props = [
         "apiVersion",
         "fieldPath",
@@ -193,4 +194,4 @@ pub(crate) fn object_reference(_: &mut SchemaGenerator) -> Schema {
 }
 
 /// A qualified name (`prefix/name`), as used for taint keys, at most 316 characters.
-pub(crate) const QUALIFIED_NAME: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$";
+pub const QUALIFIED_NAME: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$";

@@ -1,6 +1,7 @@
 //! `drbridge`: the operator's command line.
 
 mod cluster;
+mod dr;
 mod env;
 mod stack;
 
@@ -33,17 +34,31 @@ enum Command {
     /// Managed clusters of a hub: join (token for a new agent) and remove (revoke).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Ramen DR: S3 profiles, DRClusters, DRPolicies, protect, failover, relocate, status.
+    /// Also installed as the kubectl plugin `kubectl dr` (link the binary as kubectl-dr).
+    Dr(dr::DrArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Invoked through a `kubectl-dr` link, the binary is `kubectl dr`.
+    if dr::invoked_as_plugin(std::env::args_os().next().as_deref()) {
+        let cli = dr::PluginCli::parse();
+        init_logging(&cli.log);
+        return dr::run(cli.dr).await;
+    }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.log);
     match cli.command {
         Command::Env(cmd) => env::run(cmd).await,
         Command::Cluster(cmd) => cluster::run(cmd).await,
+        Command::Dr(args) => dr::run(args).await,
     }
+}
+
+fn init_logging(filter: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
 }
