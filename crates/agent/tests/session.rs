@@ -569,14 +569,11 @@ async fn views_follow_the_object() {
     );
     h.sync(vec![], vec![], vec!["second".into()], false).await;
     h.sync(vec![], vec![], vec![v.name.clone()], false).await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while h.agent.views().object_watches() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "object watch not released"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let agent = h.agent.clone();
+    eventually("object watch released", async || {
+        agent.views().object_watches() == 0
+    })
+    .await;
     h.stop().await;
 }
 
@@ -632,11 +629,8 @@ async fn view_errors_match_the_real_controller() {
     h.stop().await;
     let mut h = connect(agent, cluster, store, 1).await;
     h.sync(vec![], vec![cases[0].0.clone()], vec![], true).await;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while h.agent.views().len() != 1 {
-        assert!(tokio::time::Instant::now() < deadline, "views not stopped");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let agent = h.agent.clone();
+    eventually("views stopped", async || agent.views().len() == 1).await;
     // The kept view's status is sent again on the new stream.
     h.view("ns", |s| view_error(s).is_some()).await;
     h.stop().await;

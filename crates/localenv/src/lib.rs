@@ -18,6 +18,7 @@ mod env;
 pub mod gobuild;
 pub mod process;
 pub mod releases;
+mod wait;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ pub use env::{
 };
 pub use gobuild::Progress;
 pub use process::Lifetime;
+pub use wait::eventually;
 
 /// Where built binaries are cached: `$DRBRIDGE_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/drbridge`, else `~/.cache/drbridge`.

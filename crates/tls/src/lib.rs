@@ -47,7 +47,7 @@ pub use identity::{
 pub use name::ClusterName;
 pub use server::{
     AnonymousTlsConn, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, PeerIdentity,
-    RemoteAddr, ServerTls, TlsConn, incoming, incoming_server_only, peer_identity,
+    RemoteAddr, ServerTls, TlsConn, TlsConnWith, incoming, incoming_server_only, peer_identity,
 };
 
 // Re-exported so users need not depend on matching versions themselves.

@@ -316,17 +316,26 @@ pub fn peer_identity<T>(req: &tonic::Request<T>) -> Result<&PeerIdentity, tonic:
         .ok_or_else(|| tonic::Status::unauthenticated("no verified cluster identity"))
 }
 
-/// An accepted, handshaken TLS connection whose client certificate names a cluster.
-pub struct TlsConn {
+/// An accepted, handshaken TLS connection and what the handshake established
+/// about its client (`I`), which tonic hands to handlers as `ConnectInfo`.
+pub struct TlsConnWith<I> {
     stream: TlsStream<TcpStream>,
-    peer: PeerIdentity,
+    info: I,
 }
+
+/// A connection whose client certificate names a cluster.
+pub type TlsConn = TlsConnWith<PeerIdentity>;
+
+/// A connection of a [`ServerTls::server_only`] server: no client identity.
+pub type AnonymousTlsConn = TlsConnWith<RemoteAddr>;
 
 impl TlsConn {
     pub fn peer(&self) -> &PeerIdentity {
-        &self.peer
+        &self.info
     }
+}
 
+impl<I> TlsConnWith<I> {
     pub fn get_ref(&self) -> &TlsStream<TcpStream> {
         &self.stream
     }
@@ -336,23 +345,23 @@ impl TlsConn {
     }
 }
 
-impl fmt::Debug for TlsConn {
+impl<I: fmt::Debug> fmt::Debug for TlsConnWith<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConn")
-            .field("peer", &self.peer)
+            .field("client", &self.info)
             .finish_non_exhaustive()
     }
 }
 
-impl Connected for TlsConn {
-    type ConnectInfo = PeerIdentity;
+impl<I: Clone + Send + Sync + 'static> Connected for TlsConnWith<I> {
+    type ConnectInfo = I;
 
-    fn connect_info(&self) -> PeerIdentity {
-        self.peer.clone()
+    fn connect_info(&self) -> I {
+        self.info.clone()
     }
 }
 
-impl AsyncRead for TlsConn {
+impl<I: Unpin> AsyncRead for TlsConnWith<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -362,7 +371,7 @@ impl AsyncRead for TlsConn {
     }
 }
 
-impl AsyncWrite for TlsConn {
+impl<I: Unpin> AsyncWrite for TlsConnWith<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -499,7 +508,10 @@ async fn handshake_server_only(
 ) -> Option<AnonymousTlsConn> {
     let stream = accept_tls(tcp, addr, &tls).await?;
     debug!(peer = %addr, "TLS connection established (no client certificate)");
-    Some(AnonymousTlsConn { stream, addr })
+    Some(TlsConnWith {
+        stream,
+        info: RemoteAddr(addr),
+    })
 }
 
 async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<TlsConn> {
@@ -523,9 +535,9 @@ async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<T
         }
     };
     debug!(peer = %addr, cluster = %info.cluster, serial = %info.serial, "TLS connection established");
-    Some(TlsConn {
+    Some(TlsConnWith {
         stream,
-        peer: PeerIdentity {
+        info: PeerIdentity {
             cluster: info.cluster,
             remote_addr: Some(addr),
             serial: info.serial,
@@ -538,65 +550,3 @@ async fn handshake(tcp: TcpStream, addr: SocketAddr, tls: ServerTls) -> Option<T
 /// [`AnonymousTlsConn`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RemoteAddr(pub SocketAddr);
-
-/// An accepted, handshaken TLS connection of a [`ServerTls::server_only`] server.
-pub struct AnonymousTlsConn {
-    stream: TlsStream<TcpStream>,
-    addr: SocketAddr,
-}
-
-impl fmt::Debug for AnonymousTlsConn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnonymousTlsConn")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Connected for AnonymousTlsConn {
-    type ConnectInfo = RemoteAddr;
-
-    fn connect_info(&self) -> RemoteAddr {
-        RemoteAddr(self.addr)
-    }
-}
-
-impl AsyncRead for AnonymousTlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for AnonymousTlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}

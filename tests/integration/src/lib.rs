@@ -3,28 +3,9 @@
 pub mod bridge;
 pub mod works;
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Waits until `check` returns `Some`, polling every 50 ms, or panics with
-/// `what` after `timeout`. Tests wait on conditions, never on fixed sleeps.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use drbridge_localenv::eventually;
 
 /// Logs from the code under test when RUST_LOG asks for them.
 pub fn init_logging() {
