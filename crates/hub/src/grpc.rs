@@ -19,7 +19,7 @@ use drbridge_proto::v1::dispatch_server::Dispatch;
 use futures::Stream;
 use parking_lot::Mutex;
 use prost::Message;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -28,7 +28,7 @@ use crate::identity::{Identities, Refusal};
 use crate::index::{SharedIndex, SubscribeError};
 use crate::metrics::Metrics;
 use crate::presence::Event;
-use crate::status::{Report, WriteOp};
+use crate::status::{Charge, Report, Skip, WriteOp, fence};
 use crate::sync::{Sent, incremental_sync, initial_sync};
 
 /// The cluster an agent's stream belongs to, from its client certificate. The
@@ -57,7 +57,30 @@ pub struct GrpcConfig {
     /// How long the agent has to send `Hello`.
     pub hello_timeout: Duration,
     pub max_sync_bytes: usize,
+    /// Largest message accepted from an agent ([`DEFAULT_MAX_REPORT_BYTES`]).
+    pub max_report_bytes: usize,
+    /// Reports of one cluster held by the hub at once (queued or being written), in
+    /// [`report_cost`] units (about bytes of memory); a cluster over it waits, alone.
+    pub report_budget_bytes: usize,
+    /// Streams of one cluster open at once (a reconnect may overlap the stream it replaces).
+    pub max_streams_per_cluster: usize,
 }
+
+/// Default of [`GrpcConfig::max_report_bytes`]. A report ends up in one object's status, and
+/// an object is at most etcd's request limit (1.5 MiB, `--max-request-bytes`): a view's
+/// result is the whole viewed object (itself at most 1.5 MiB on the managed cluster), a work's
+/// status describes manifests that fit in a work, and its proto encoding is smaller than the
+/// JSON the hub writes. A bigger report could never be written, so the hub does not read one:
+/// 1.5 MiB plus 0.5 MiB of room for the envelope and a Hello's list of known works (about
+/// 6,800 works at the longest names, 20,000 at typical ones).
+pub const DEFAULT_MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
+/// Default of [`GrpcConfig::report_budget_bytes`]: eight of the largest reports.
+pub const DEFAULT_REPORT_BUDGET_BYTES: usize = 8 * DEFAULT_MAX_REPORT_BYTES;
+/// Default of [`GrpcConfig::max_streams_per_cluster`].
+pub const DEFAULT_MAX_STREAMS_PER_CLUSTER: usize = 4;
+/// An agent's messages tell presence it is alive at most this often (a flood of messages
+/// must not flood presence, whose queue every cluster shares).
+const SEEN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for GrpcConfig {
     fn default() -> Self {
@@ -68,6 +91,93 @@ impl Default for GrpcConfig {
             idle_timeout: Duration::from_secs(20),
             hello_timeout: Duration::from_secs(30),
             max_sync_bytes: crate::sync::DEFAULT_MAX_SYNC_BYTES,
+            max_report_bytes: DEFAULT_MAX_REPORT_BYTES,
+            report_budget_bytes: DEFAULT_REPORT_BUDGET_BYTES,
+            max_streams_per_cluster: DEFAULT_MAX_STREAMS_PER_CLUSTER,
+        }
+    }
+}
+
+/// What one cluster may hold on the hub: its streams and the reports it queued.
+#[derive(Debug)]
+struct Budget {
+    reports: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
+}
+
+/// The [`Budget`] of every cluster that opened a stream (only registered clusters get one, so
+/// the map is bounded by the ManagedClusters an admin created).
+#[derive(Debug, Default)]
+struct Budgets {
+    by_cluster: Mutex<HashMap<String, Arc<Budget>>>,
+}
+
+impl Budgets {
+    fn of(&self, cluster: &str, cfg: &GrpcConfig) -> Arc<Budget> {
+        self.by_cluster
+            .lock()
+            .entry(cluster.to_string())
+            .or_insert_with(|| {
+                Arc::new(Budget {
+                    reports: Arc::new(Semaphore::new(permits(cfg.report_budget_bytes))),
+                    streams: Arc::new(Semaphore::new(cfg.max_streams_per_cluster.max(1))),
+                })
+            })
+            .clone()
+    }
+}
+
+fn permits(n: usize) -> usize {
+    n.clamp(1, u32::MAX as usize)
+}
+
+/// What a report costs while the hub holds it: its encoded size plus the memory of each
+/// decoded condition and manifest (a prost message takes far more memory than its encoding:
+/// an empty condition is 2 bytes on the wire and over 100 in memory).
+pub fn report_cost(report: &Report) -> usize {
+    const PER_ITEM: usize = 192;
+    match report {
+        Report::Work { status, .. } => {
+            let items = status.conditions.len()
+                + status
+                    .manifests
+                    .iter()
+                    .map(|m| 1 + m.conditions.len())
+                    .sum::<usize>();
+            status.encoded_len() + PER_ITEM * (1 + items)
+        }
+        Report::View { status, .. } => status.encoded_len() + PER_ITEM,
+        Report::Gone { gone, .. } => gone.encoded_len() + PER_ITEM,
+    }
+}
+
+/// Whether the index holds the object `report` is about, in the reporting cluster's
+/// namespace, at a generation that is not older or newer than the report's. Anything else
+/// is never queued: the writer's map only ever holds keys that exist.
+pub fn admit(index: &crate::index::Index, report: &Report) -> Result<(), Skip> {
+    use crate::objects::ObjectKey;
+    match report {
+        Report::Work { cluster, status } => {
+            let entry = index
+                .work(&ObjectKey::new(cluster, &status.name))
+                .ok_or(Skip::UnknownObject)?;
+            fence(&entry.meta, &status.uid, status.generation)
+        }
+        Report::View { cluster, status } => {
+            let view = index
+                .view(&ObjectKey::new(cluster, &status.name))
+                .ok_or(Skip::UnknownObject)?;
+            fence(&view.meta, &status.uid, status.generation)
+        }
+        Report::Gone { cluster, gone } => {
+            let entry = index
+                .work(&ObjectKey::new(cluster, &gone.name))
+                .ok_or(Skip::UnknownObject)?;
+            if entry.meta.uid == gone.uid {
+                Ok(())
+            } else {
+                Err(Skip::UidMismatch)
+            }
         }
     }
 }
@@ -114,6 +224,7 @@ struct Inner {
     writes: mpsc::Sender<WriteOp>,
     presence: mpsc::Sender<Event>,
     conns: Connections,
+    budgets: Budgets,
     next_conn: AtomicU64,
     metrics: Metrics,
     identities: Option<Identities>,
@@ -153,11 +264,23 @@ impl DispatchService {
                 writes,
                 presence,
                 conns: Connections::default(),
+                budgets: Budgets::default(),
                 next_conn: AtomicU64::new(1),
                 metrics,
                 identities,
             }),
         }
+    }
+
+    /// The largest message this service reads from an agent.
+    pub fn max_report_bytes(&self) -> usize {
+        self.inner.cfg.max_report_bytes
+    }
+
+    /// Report cost `cluster` holds on the hub now (queued or being written).
+    pub fn report_bytes_held(&self, cluster: &str) -> usize {
+        let b = self.inner.budgets.of(cluster, &self.inner.cfg);
+        permits(self.inner.cfg.report_budget_bytes) - b.reports.available_permits()
     }
 }
 
@@ -185,6 +308,12 @@ impl Dispatch for DispatchService {
             ));
         };
         let cert = req.extensions().get::<CertificateInfo>().cloned();
+        // Subscribed before the check: a change from now on, even before Hello, is seen.
+        let identity_changes = inner.identities.as_ref().map(|ids| {
+            let mut rx = ids.changes();
+            rx.mark_unchanged();
+            rx
+        });
         if let Some(ids) = &inner.identities {
             let Some(cert) = &cert else {
                 inner.metrics.connections_refused.inc();
@@ -215,6 +344,15 @@ impl Dispatch for DispatchService {
                 SubscribeError::NotRegistered(_) => Status::permission_denied(e.to_string()),
             }
         })?;
+        let budget = inner.budgets.of(&cluster, &inner.cfg);
+        let Ok(stream_permit) = budget.streams.clone().try_acquire_owned() else {
+            inner.metrics.connections_refused.inc();
+            warn!(%cluster, "agent stream refused: too many open streams for this cluster");
+            return Err(Status::resource_exhausted(format!(
+                "cluster {cluster:?} already has {} streams open; retry later",
+                inner.cfg.max_streams_per_cluster
+            )));
+        };
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(4);
         let span = info_span!(
@@ -226,7 +364,13 @@ impl Dispatch for DispatchService {
         tokio::spawn(
             serve_stream(
                 inner_clone(&self.inner),
-                Peer { cluster, cert },
+                Peer {
+                    cluster,
+                    cert,
+                    budget,
+                    _stream: stream_permit,
+                    identity_changes,
+                },
                 conn,
                 req.into_inner(),
                 desired,
@@ -285,19 +429,46 @@ async fn send_syncs(
 struct Peer {
     cluster: String,
     cert: Option<CertificateInfo>,
+    budget: Arc<Budget>,
+    /// Held while the stream lives (see [`GrpcConfig::max_streams_per_cluster`]).
+    _stream: OwnedSemaphorePermit,
+    /// Changes of the identity records, subscribed to when the stream was accepted.
+    identity_changes: Option<watch::Receiver<u64>>,
+}
+
+impl Peer {
+    /// The certificate is no longer accepted by the identity records.
+    fn refused(&self, inner: &Inner) -> Option<Refusal> {
+        let (ids, cert) = (inner.identities.as_ref()?, self.cert.as_ref()?);
+        ids.check(&self.cluster, &cert.serial).err()
+    }
 }
 
 async fn serve_stream(
     inner: Arc<Inner>,
-    peer: Peer,
+    mut peer: Peer,
     conn: u64,
     mut inbound: Streaming<pb::AgentMessage>,
     mut desired: watch::Receiver<crate::index::Desired>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
     let cluster = peer.cluster.clone();
-    // Hello first.
-    let hello = match tokio::time::timeout(inner.cfg.hello_timeout, inbound.message()).await {
+    // Hello first; a change of the identity records meanwhile is checked at once.
+    let hello_deadline = tokio::time::Instant::now() + inner.cfg.hello_timeout;
+    let first = loop {
+        tokio::select! {
+            m = tokio::time::timeout_at(hello_deadline, inbound.message()) => break m,
+            () = identity_changed(&mut peer.identity_changes) => {
+                if let Some(refusal) = peer.refused(&inner) {
+                    inner.metrics.connections_refused.inc();
+                    warn!(reason = %refusal, "ending the stream before Hello: its certificate is no longer accepted");
+                    let _ = tx.send(Err(refusal_status(&refusal))).await;
+                    return;
+                }
+            }
+        }
+    };
+    let hello = match first {
         Ok(Ok(Some(pb::AgentMessage {
             body: Some(pb::agent_message::Body::Hello(h)),
         }))) => h,
@@ -336,8 +507,27 @@ async fn serve_stream(
             .await;
         return;
     }
+    let info = {
+        let idx = inner.index.read();
+        let stored_id = idx.cluster(&cluster).and_then(|c| claim(&c.claims));
+        let other_ids = idx
+            .clusters()
+            .filter(|c| c.meta.name != cluster)
+            .filter_map(|c| claim(&c.claims))
+            .collect();
+        let known = crate::claims::Known {
+            stored_id,
+            other_ids,
+        };
+        let (info, problems) =
+            crate::claims::validate(&cluster, hello.cluster.clone().unwrap_or_default(), &known);
+        for p in problems {
+            warn!(problem = %p, "agent's cluster claims corrected");
+        }
+        info
+    };
     info!(
-        agent_version = %hello.agent_version,
+        agent_version = %crate::claims::printable(&hello.agent_version),
         known_works = hello.known_works.len(),
         "agent connected"
     );
@@ -348,7 +538,7 @@ async fn serve_stream(
         .send(Event::Connected {
             cluster: cluster.clone(),
             conn,
-            info: hello.cluster.clone().unwrap_or_default(),
+            info,
         })
         .await;
 
@@ -357,6 +547,7 @@ async fn serve_stream(
         read_inbound(
             inner.clone(),
             cluster.clone(),
+            peer.budget.clone(),
             conn,
             inbound,
             inbound_done_tx,
@@ -366,7 +557,7 @@ async fn serve_stream(
 
     let end = outbound(
         &inner,
-        &peer,
+        &mut peer,
         &hello,
         &mut desired,
         &tx,
@@ -393,7 +584,7 @@ async fn serve_stream(
 /// The outbound half. Returns the status to end the stream with, if any.
 async fn outbound(
     inner: &Inner,
-    peer: &Peer,
+    peer: &mut Peer,
     hello: &pb::Hello,
     desired: &mut watch::Receiver<crate::index::Desired>,
     tx: &mpsc::Sender<Result<pb::HubMessage, Status>>,
@@ -401,11 +592,12 @@ async fn outbound(
     inbound_done: &mut tokio::sync::oneshot::Receiver<Status>,
 ) -> Option<Status> {
     let cluster = peer.cluster.as_str();
-    let mut identity_changes = inner.identities.as_ref().map(|ids| {
-        let mut rx = ids.changes();
-        rx.mark_unchanged();
-        rx
-    });
+    // Whatever changed up to now (the records were subscribed to at connect) is checked
+    // before anything is sent.
+    if let Some(refusal) = peer.refused(inner) {
+        warn!(reason = %refusal, "ending the stream: its certificate is no longer accepted");
+        return Some(refusal_status(&refusal));
+    }
     // The handshake checked the certificate once; the stream must not outlive it.
     let expiry = peer.cert.as_ref().map(|c| {
         let left = c
@@ -456,14 +648,12 @@ async fn outbound(
             _ = stop.wait_for(|s| *s) => Step::Stop,
             status = &mut *inbound_done => Step::InboundDone(status.ok()),
             _ = tx.closed() => Step::Closed,
-            () = identity_changed(&mut identity_changes) => Step::Identity,
+            () = identity_changed(&mut peer.identity_changes) => Step::Identity,
             () = sleep_until(expiry) => Step::CertExpired,
         };
         match step {
             Step::Identity => {
-                if let (Some(ids), Some(cert)) = (&inner.identities, &peer.cert)
-                    && let Err(refusal) = ids.check(cluster, &cert.serial)
-                {
+                if let Some(refusal) = peer.refused(inner) {
                     warn!(reason = %refusal, "ending the stream: its certificate is no longer accepted");
                     return Some(refusal_status(&refusal));
                 }
@@ -530,6 +720,14 @@ fn replaced(stop: &watch::Receiver<bool>, cluster: &str) -> Option<Status> {
     }
 }
 
+/// The `id.k8s.io` claim among stored claims.
+fn claim(claims: &[(String, String)]) -> Option<&str> {
+    claims
+        .iter()
+        .find(|(n, _)| n == crate::claims::CLAIM_ID)
+        .map(|(_, v)| v.as_str())
+}
+
 fn unregistered(cluster: &str) -> Status {
     Status::permission_denied(format!(
         "cluster {cluster:?} is no longer registered on this hub: its ManagedCluster was deleted"
@@ -542,11 +740,13 @@ fn unregistered(cluster: &str) -> Status {
 async fn read_inbound(
     inner: Arc<Inner>,
     cluster: String,
+    budget: Arc<Budget>,
     conn: u64,
     mut inbound: Streaming<pb::AgentMessage>,
     done: tokio::sync::oneshot::Sender<Status>,
 ) {
     use pb::agent_message::Body;
+    let mut last_seen: Option<tokio::time::Instant> = None;
     let status = loop {
         let msg = match tokio::time::timeout(inner.cfg.idle_timeout, inbound.message()).await {
             Err(_) => {
@@ -556,16 +756,24 @@ async fn read_inbound(
                 ));
             }
             Ok(Err(e)) => {
+                // Also what an agent sees when it sent a message over the report limit.
                 debug!(error = %e, "agent stream failed");
-                break Status::cancelled("the agent's stream failed");
+                break Status::new(
+                    e.code(),
+                    format!("the agent's stream failed: {}", e.message()),
+                );
             }
             Ok(Ok(None)) => break Status::cancelled("the agent closed its stream"),
             Ok(Ok(Some(m))) => m,
         };
-        let _ = inner.presence.try_send(Event::Seen {
-            cluster: cluster.clone(),
-            conn,
-        });
+        let now = tokio::time::Instant::now();
+        if last_seen.is_none_or(|t| now.duration_since(t) >= SEEN_INTERVAL) {
+            last_seen = Some(now);
+            let _ = inner.presence.try_send(Event::Seen {
+                cluster: cluster.clone(),
+                conn,
+            });
+        }
         let report = match msg.body {
             Some(Body::WorkStatus(status)) => Some(Report::Work {
                 cluster: cluster.clone(),
@@ -587,9 +795,20 @@ async fn read_inbound(
             Some(Body::Hello(_)) => break Status::invalid_argument("Hello sent twice"),
             None => None,
         };
-        if let Some(r) = report
-            && inner.writes.send(WriteOp::Report(r)).await.is_err()
-        {
+        let Some(r) = report else { continue };
+        let admitted = admit(&inner.index.read(), &r);
+        if let Err(skip) = admitted {
+            inner.metrics.dropped(skip.label());
+            debug!(reason = %skip, "report dropped");
+            continue;
+        }
+        // Waits (this cluster alone) while its earlier reports are still held.
+        let cost = report_cost(&r).min(permits(inner.cfg.report_budget_bytes));
+        let Ok(permit) = budget.reports.clone().acquire_many_owned(cost as u32).await else {
+            break Status::unavailable("the hub is shutting down");
+        };
+        let charge = Charge::new(permit, cost, inner.metrics.report_bytes_held.clone());
+        if inner.writes.send(WriteOp::Report(r, charge)).await.is_err() {
             break Status::unavailable("the hub is shutting down");
         }
     };

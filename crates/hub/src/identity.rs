@@ -15,6 +15,10 @@
 //!   cluster is refused, including ones issued outside drbridge, until a new join.
 //! - No record: certificates issued outside drbridge (an operator's own CA tooling,
 //!   cert-manager) are accepted as before, unless the hub runs with `--require-join`.
+//! - A record that existed and is deleted (by hand, or while the hub's watch was away) fails
+//!   closed: it becomes a tombstone one epoch later, in memory at once and written back as a
+//!   Secret, so it does not turn into "no record" and accept again the certificates it had
+//!   superseded or revoked. Only a new join lifts it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -88,6 +92,10 @@ pub struct IdentityRecord {
     pub removed: bool,
     #[serde(default)]
     pub certificates: Vec<AcceptedCert>,
+    /// Id of the join token that made this record: that token is refused from then on, even
+    /// if deleting it after the join failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<String>,
 }
 
 /// Why a certificate is refused.
@@ -105,6 +113,8 @@ pub enum Refusal {
         "cluster {0:?} has not joined this hub (it requires `drbridge cluster join`); certificates issued otherwise are refused"
     )]
     NotJoined(String),
+    #[error("invalid or already used join token")]
+    TokenUsed,
 }
 
 impl IdentityRecord {
@@ -114,6 +124,7 @@ impl IdentityRecord {
             epoch,
             removed: false,
             certificates: vec![cert],
+            join_token: None,
         }
     }
 
@@ -131,6 +142,17 @@ impl IdentityRecord {
             epoch: 0,
             removed: true,
             certificates: Vec::new(),
+            join_token: None,
+        }
+    }
+
+    /// What a record becomes when its Secret disappears: refused, one epoch later (a
+    /// tombstone stays as it is).
+    pub fn deleted(self) -> Self {
+        if self.removed {
+            self
+        } else {
+            Self::removed_after(Some(&self))
         }
     }
 
@@ -276,23 +298,48 @@ impl Identities {
         self.inner.synced.subscribe()
     }
 
-    /// Replaces every record (after a list).
-    pub fn reset(&self, records: HashMap<String, IdentityRecord>) {
-        *self.inner.records.write() = records;
+    /// Replaces every record (after a list). A record known before and missing from the list
+    /// was deleted meanwhile: it stays, as a tombstone ([`IdentityRecord::deleted`]). Returns
+    /// those tombstones, for writing back.
+    pub fn reset(
+        &self,
+        mut records: HashMap<String, IdentityRecord>,
+    ) -> Vec<(String, IdentityRecord)> {
+        let mut gone = Vec::new();
+        {
+            let mut current = self.inner.records.write();
+            for (cluster, old) in current.drain() {
+                if let std::collections::hash_map::Entry::Vacant(slot) = records.entry(cluster) {
+                    let tomb = old.deleted();
+                    gone.push((slot.key().clone(), tomb.clone()));
+                    slot.insert(tomb);
+                }
+            }
+            *current = records;
+        }
         self.inner.synced.send_replace(true);
         self.bump();
+        gone
     }
 
-    /// Sets (or with `None` forgets) the record of `cluster`.
-    pub fn set(&self, cluster: &str, record: Option<IdentityRecord>) {
-        {
+    /// Sets the record of `cluster`; `None`: its Secret was deleted, and a record that existed
+    /// becomes a tombstone ([`IdentityRecord::deleted`]), returned for writing back.
+    pub fn set(&self, cluster: &str, record: Option<IdentityRecord>) -> Option<IdentityRecord> {
+        let tomb = {
             let mut records = self.inner.records.write();
             match record {
-                Some(r) => records.insert(cluster.to_owned(), r),
-                None => records.remove(cluster),
-            };
-        }
+                Some(r) => {
+                    records.insert(cluster.to_owned(), r);
+                    None
+                }
+                None => records.get_mut(cluster).map(|old| {
+                    *old = old.clone().deleted();
+                    old.clone()
+                }),
+            }
+        };
         self.bump();
+        tomb
     }
 
     fn bump(&self) {
@@ -313,11 +360,28 @@ fn decode(secret: &Secret) -> Option<(String, IdentityRecord)> {
     }
 }
 
+/// Writes the tombstone of a deleted record back, so it outlives this process. A record created
+/// meanwhile (a new join) wins.
+async fn write_back(api: &Api<Secret>, namespace: &str, cluster: &str, tomb: &IdentityRecord) {
+    match api
+        .create(&PostParams::default(), &tomb.to_secret(cluster, namespace))
+        .await
+    {
+        Ok(_) => {
+            info!(%cluster, epoch = tomb.epoch, "tombstone of the deleted identity record written")
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => {
+            warn!(%cluster, error = %e, "cannot write the tombstone of a deleted identity record; it holds only while this hub runs")
+        }
+    }
+}
+
 /// Watches the identity Secrets of `namespace` into `identities` until the task is aborted.
 pub async fn watch_records(client: kube::Client, namespace: String, identities: Identities) {
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     let cfg = watcher::Config::default().fields(&format!("type={IDENTITY_SECRET_TYPE}"));
-    let events = watcher::watcher(api, cfg).default_backoff();
+    let events = watcher::watcher(api.clone(), cfg).default_backoff();
     futures::pin_mut!(events);
     let mut buffer: Option<HashMap<String, IdentityRecord>> = None;
     while let Some(ev) = events.next().await {
@@ -333,7 +397,10 @@ pub async fn watch_records(client: kube::Client, namespace: String, identities: 
             Ok(Event::InitDone) => {
                 let records = buffer.take().unwrap_or_default();
                 info!(%namespace, count = records.len(), "identity records listed");
-                identities.reset(records);
+                for (cluster, tomb) in identities.reset(records) {
+                    warn!(%cluster, "identity record deleted while the hub was not watching; refusing the cluster until it joins again");
+                    write_back(&api, &namespace, &cluster, &tomb).await;
+                }
             }
             Ok(Event::Apply(s)) => {
                 if let Some((cluster, record)) = decode(&s) {
@@ -347,9 +414,10 @@ pub async fn watch_records(client: kube::Client, namespace: String, identities: 
                     .name
                     .as_deref()
                     .and_then(|n| n.strip_prefix(IDENTITY_SECRET_PREFIX))
+                    && let Some(tomb) = identities.set(cluster, None)
                 {
-                    info!(%cluster, "identity record deleted");
-                    identities.set(cluster, None);
+                    warn!(%cluster, "identity record deleted; refusing the cluster until it joins again");
+                    write_back(&api, &namespace, cluster, &tomb).await;
                 }
             }
             Err(e) => warn!(error = %e, "identity record watch failed; retrying"),
@@ -547,6 +615,51 @@ mod tests {
             decode(&broken),
             Some(("dr1".into(), IdentityRecord::tombstone()))
         );
+    }
+
+    /// Issue 17 item 11: a record that existed and was deleted (by hand, by a tool, while
+    /// the watch was down) must not turn into "no record", which with `require_join=false`
+    /// would accept again every certificate the record had superseded or revoked.
+    #[test]
+    fn a_deleted_record_fails_closed() {
+        let far = Utc::now() + chrono::Duration::hours(1);
+        let rec = |serial: &str| {
+            IdentityRecord::joined(
+                3,
+                AcceptedCert {
+                    serial: serial.into(),
+                    not_after: far,
+                    issued: Utc::now(),
+                },
+            )
+        };
+        let ids = Identities::new(false);
+        ids.reset(HashMap::from([("dr1".to_string(), rec("new"))]));
+        assert!(ids.check("dr1", "superseded").is_err());
+        ids.check("dr1", "new").unwrap();
+        // The watch sees the Secret deleted.
+        ids.set("dr1", None);
+        assert_eq!(
+            ids.check("dr1", "superseded"),
+            Err(Refusal::Removed("dr1".into()))
+        );
+        assert!(ids.check("dr1", "new").is_err());
+        // A later epoch than the deleted record's, so tokens made before stay refused.
+        assert!(ids.get("dr1").is_some_and(|r| r.removed && r.epoch > 3));
+
+        // Deleted while the watch was away: the relist no longer has it.
+        let ids = Identities::new(false);
+        ids.reset(HashMap::from([("dr1".to_string(), rec("new"))]));
+        ids.reset(HashMap::new());
+        assert_eq!(
+            ids.check("dr1", "superseded"),
+            Err(Refusal::Removed("dr1".into()))
+        );
+        // A cluster that never had a record is still accepted (certificates from elsewhere).
+        ids.check("dr2", "any").unwrap();
+        // A new record (a re-join) replaces the tombstone.
+        ids.set("dr1", Some(rec("rejoined")));
+        ids.check("dr1", "rejoined").unwrap();
     }
 
     #[test]

@@ -298,6 +298,14 @@ impl Index {
         // A deleting work carries no manifests: the agent deletes what its own record
         // says it applied, so even an over-size work can always be deleted.
         if !obj.meta.deleting {
+            if spec.missing_workload {
+                // Never "no manifests": that would delete everything the agent applied.
+                // Left out of the desired state, the agent keeps what it has.
+                return Err(Rejection {
+                    reason: REASON_INVALID,
+                    message: "ManifestWork cannot be dispatched: spec.workload is missing (an empty work is written `workload: {manifests: []}`); the managed cluster keeps the last generation it applied".to_string(),
+                });
+            }
             work.manifests = spec.manifests.clone();
             let size = work.encoded_len();
             if size > self.limits.max_work_bytes {

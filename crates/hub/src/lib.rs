@@ -23,6 +23,7 @@
 //! agents refuse a hub whose epoch is below the highest they accepted, so a stale
 //! hub process cannot overwrite a newer one's instructions.
 
+pub mod claims;
 pub mod clusters;
 pub mod grpc;
 pub mod identity;
@@ -112,6 +113,12 @@ pub struct Args {
     #[arg(long, env = "DRBRIDGE_PATCH_TIMEOUT_SECONDS", default_value_t = 10)]
     pub patch_timeout_seconds: u64,
 
+    /// Largest message read from an agent; a bigger one ends its stream. Also sets each
+    /// cluster's budget of queued reports (8 times this). The default (2 MiB) is etcd's object
+    /// limit plus room: no bigger report could ever be written (docs/security.md).
+    #[arg(long, env = "DRBRIDGE_MAX_REPORT_BYTES", default_value_t = grpc::DEFAULT_MAX_REPORT_BYTES)]
+    pub max_report_bytes: usize,
+
     /// Capacity of the status queue (agent reports wait when it is full).
     #[arg(long, env = "DRBRIDGE_STATUS_QUEUE", default_value_t = 4096)]
     pub status_queue: usize,
@@ -155,6 +162,9 @@ impl Args {
         }
         if self.max_sync_bytes < 64 * 1024 {
             bail!("--max-sync-bytes must be at least 65536");
+        }
+        if self.max_report_bytes < 64 * 1024 {
+            bail!("--max-report-bytes must be at least 65536");
         }
         if self.status_queue == 0 {
             bail!("--status-queue must be at least 1");
@@ -239,6 +249,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 hello_timeout: Duration::from_secs(30),
                 max_sync_bytes: args.max_sync_bytes,
+                max_report_bytes: args.max_report_bytes,
+                report_budget_bytes: 8 * args.max_report_bytes,
+                ..Default::default()
             },
             presence_timeout: Duration::from_secs(args.presence_timeout_seconds),
             writer: status::WriterConfig {
@@ -498,7 +511,12 @@ where
     use tonic::service::interceptor::InterceptedService;
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // An agent needs one Dispatch stream and now and then a Renew call; a connection with
+        // more streams than this is refused more (each cluster also has its own stream cap,
+        // grpc::GrpcConfig::max_streams_per_cluster).
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_max_pending_accept_reset_streams(Some(MAX_STREAMS_PER_CONNECTION as usize));
     let router = builder.add_service(InterceptedService::new(
         dispatch_server(service),
         identity_from_tls,
@@ -547,10 +565,14 @@ impl Drop for Hub {
     }
 }
 
-/// The tonic server with the hub's message limits: statuses of big works can be
-/// large, so the hub accepts up to 64 MiB from agents.
+/// HTTP/2 streams one agent connection may have open at once (mutual-TLS listener).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
+
+/// The tonic server with the hub's message limit: nothing larger than the largest report
+/// that could ever be written ([`grpc::DEFAULT_MAX_REPORT_BYTES`]) is read from an agent.
 pub fn dispatch_server(svc: grpc::DispatchService) -> DispatchServer<grpc::DispatchService> {
-    DispatchServer::new(svc).max_decoding_message_size(64 * 1024 * 1024)
+    let max = svc.max_report_bytes();
+    DispatchServer::new(svc).max_decoding_message_size(max)
 }
 
 /// Interceptor: turns the connection's TLS identity into the [`grpc::ClusterIdentity`]
@@ -595,6 +617,7 @@ mod tests {
         assert_eq!(a.heartbeat_seconds, 5);
         assert_eq!(a.presence_timeout_seconds, 15);
         assert_eq!(a.max_sync_bytes, sync::DEFAULT_MAX_SYNC_BYTES);
+        assert_eq!(a.max_report_bytes, 2 * 1024 * 1024);
         assert_eq!(a.log_format, LogFormat::Plain);
         assert!(a.kubeconfig.is_none());
         assert_eq!(a.namespace, "drbridge-system");

@@ -20,7 +20,7 @@ pub struct PatchLabels {
 /// Labels of dropped status reports.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
-    /// `stale_generation`, `uid_mismatch`, `unknown_object`, `invalid`.
+    /// `stale_generation`, `future_generation`, `uid_mismatch`, `unknown_object`, `invalid`.
     pub reason: &'static str,
 }
 
@@ -46,6 +46,8 @@ pub struct Metrics {
     pub status_patch_seconds: Histogram,
     pub status_dropped: Family<DropLabels, Counter>,
     pub write_queue_depth: Gauge,
+    /// Sum of the cost of agents' reports the hub holds (grpc::report_cost).
+    pub report_bytes_held: Gauge,
     pub intents_dropped: Counter,
     pub registrations: Family<RegistrationLabels, Counter>,
 }
@@ -64,6 +66,7 @@ impl Default for Metrics {
             status_patch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             status_dropped: Family::default(),
             write_queue_depth: Gauge::default(),
+            report_bytes_held: Gauge::default(),
             intents_dropped: Counter::default(),
             registrations: Family::default(),
         }
@@ -122,13 +125,18 @@ impl Metrics {
         );
         r.register(
             "status_dropped",
-            "Status reports not written because they were fenced or invalid",
+            "Agent reports not written: for an object the index does not hold in the agent's namespace, fenced (uid, generation) or invalid",
             m.status_dropped.clone(),
         );
         r.register(
             "write_queue_depth",
             "Distinct objects waiting for the status writer",
             m.write_queue_depth.clone(),
+        );
+        r.register(
+            "report_bytes_held",
+            "Approximate memory of agents' reports queued or being written (each cluster has its own budget)",
+            m.report_bytes_held.clone(),
         );
         r.register(
             "intents_dropped",

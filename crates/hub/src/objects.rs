@@ -125,6 +125,10 @@ pub struct WorkObject {
 pub struct WorkSpec {
     /// `spec.workload.manifests`, each re-encoded as JSON, in spec order.
     pub manifests: Vec<Vec<u8>>,
+    /// `spec.workload` is absent. Not the same as an empty list (which Go clients encode as
+    /// `workload: {}`): dispatched as a work without manifests, it would make the agent delete
+    /// every object the work applied. The index refuses to dispatch it.
+    pub missing_workload: bool,
     pub delete_option: pb::DeleteOption,
     /// JSON of `spec.manifestConfigs`, empty when unset or empty.
     pub manifest_configs: Vec<u8>,
@@ -144,6 +148,8 @@ pub struct ViewObject {
 pub struct ClusterObject {
     pub meta: Meta,
     pub conditions: Vec<ConditionJson>,
+    /// `status.clusterClaims` as stored (name, value).
+    pub claims: Vec<(String, String)>,
 }
 
 fn str_field(v: &Value, field: &str) -> Result<String, String> {
@@ -169,6 +175,7 @@ impl WorkSpec {
             Some(other) => return Err(format!("spec must be an object, found {other}")),
             None => return Err("spec is missing".to_string()),
         };
+        let missing_workload = matches!(spec.get("workload"), None | Some(Value::Null));
         let manifests = match spec.pointer("/workload/manifests") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => {
@@ -221,6 +228,7 @@ impl WorkSpec {
         };
         Ok(Self {
             manifests,
+            missing_workload,
             delete_option,
             manifest_configs,
         })
@@ -324,9 +332,25 @@ impl ViewObject {
 impl ClusterObject {
     pub fn from_dynamic(obj: &kube::api::DynamicObject) -> Option<Self> {
         let meta = Meta::from_object_meta(&obj.metadata)?;
+        let claims = obj
+            .data
+            .pointer("/status/clusterClaims")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|c| {
+                        Some((
+                            c.get("name")?.as_str()?.to_string(),
+                            c.get("value")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Some(Self {
             meta,
             conditions: conditions_of(&obj.data),
+            claims,
         })
     }
 }

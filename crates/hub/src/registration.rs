@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use drbridge_proto::v1 as pb;
 use drbridge_tls::{CertInfo, ClusterName, RemoteAddr, cert_info_pem};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
@@ -26,9 +26,18 @@ use crate::metrics::Metrics;
 pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 /// Largest Join/Renew request accepted: a CSR and a token are a few KiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
-/// Registration calls in flight at once; more wait, and give up after [`QUEUE_TIMEOUT`].
-const CONCURRENCY: usize = 8;
+/// Joins in flight at once (unauthenticated callers with a well-formed token); more wait, and
+/// give up after [`QUEUE_TIMEOUT`].
+const JOIN_CONCURRENCY: usize = 8;
+/// Renewals in flight at once: a pool of their own, so joins (whose callers are not
+/// authenticated) can never starve the renewals of clusters already joined.
+const RENEW_CONCURRENCY: usize = 8;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Annotation on a join token being redeemed (RFC 3339 time of the claim). The token is
+/// deleted only after the identity record is written, and released if that write fails; a
+/// claim older than [`CLAIM_TTL`] (the hub stopped mid-join) no longer counts.
+pub const REDEEMING_ANNOTATION: &str = "drbridge.io/redeeming-since";
+const CLAIM_TTL: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug)]
 pub struct RegistrationConfig {
@@ -56,7 +65,8 @@ pub struct Registrar {
     cfg: RegistrationConfig,
     identities: Identities,
     metrics: Metrics,
-    permits: Semaphore,
+    join_permits: Semaphore,
+    renew_permits: Semaphore,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -79,7 +89,8 @@ impl Registrar {
             cfg,
             identities,
             metrics,
-            permits: Semaphore::new(CONCURRENCY),
+            join_permits: Semaphore::new(JOIN_CONCURRENCY),
+            renew_permits: Semaphore::new(RENEW_CONCURRENCY),
         })
     }
 
@@ -111,13 +122,15 @@ impl Registrar {
         Ok((cert_pem, info))
     }
 
-    /// Redeems a join token: checks it, signs the CSR for the token's cluster, consumes the
-    /// token (at most once, even under concurrent calls), and makes the new certificate the
-    /// only one the cluster's identity record accepts.
+    /// Redeems a join token: checks it, signs the CSR for the token's cluster, claims the
+    /// token (at most one caller, even under concurrent calls), makes the new certificate the
+    /// only one the cluster's identity record accepts, and only then deletes the token: a
+    /// failed record write releases the claim, so the token is not used up.
     pub async fn join(&self, req: pb::JoinRequest) -> Result<pb::JoinResponse, Status> {
-        let _permit = self.permit().await?;
         let refused = |e: TokenError| Status::unauthenticated(e.to_string());
+        // Parsed before a permit is taken: garbage costs no one a place in the queue.
         let token = JoinToken::parse(&req.token).map_err(refused)?;
+        let _permit = permit(&self.join_permits).await?;
         let api = self.secrets();
         let name = token.secret_name();
         let secret = api
@@ -138,6 +151,9 @@ impl Registrar {
             }
             Err(e) => return Err(refused(e)),
         }
+        if being_redeemed(&secret, Utc::now()) {
+            return Err(refused(TokenError::Invalid));
+        }
         let cluster = record.cluster.clone();
         if !req.cluster.is_empty() && req.cluster != cluster.as_str() {
             return Err(Status::failed_precondition(format!(
@@ -148,29 +164,48 @@ impl Registrar {
         let ca = self.ca().await?;
         let (cert_pem, info) = self.sign(&ca, &req.csr_pem, &cluster)?;
 
-        // Consume: the delete succeeds only for the version of the Secret checked above, so of
+        // Claim: the write succeeds only for the version of the Secret checked above, so of
         // two calls with one token only one gets here.
-        match api.delete(&name, &guarded(&secret)).await {
-            Ok(_) => {}
+        let claimed = claim(&secret, Utc::now());
+        let claimed = match api.replace(&name, &PostParams::default(), &claimed).await {
+            Ok(c) => c,
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
                 return Err(refused(TokenError::Invalid));
             }
             Err(e) => {
-                return Err(Status::unavailable(format!(
-                    "consuming the join token: {e}"
-                )));
+                return Err(Status::unavailable(format!("claiming the join token: {e}")));
             }
-        }
+        };
         let accepted = accepted(&info, Utc::now());
-        update_record(&self.client, &self.cfg.namespace, cluster.as_str(), |old| {
+        let written = update_record(&self.client, &self.cfg.namespace, cluster.as_str(), |old| {
             let epoch = old.as_ref().map_or(0, |r| r.epoch);
+            if old.as_ref().and_then(|r| r.join_token.as_deref()) == Some(token.id()) {
+                return Err(Refusal::TokenUsed);
+            }
             if epoch != record.epoch {
                 return Err(Refusal::Removed(cluster.to_string()));
             }
-            Ok(IdentityRecord::joined(epoch, accepted.clone()))
+            let mut joined = IdentityRecord::joined(epoch, accepted.clone());
+            joined.join_token = Some(token.id().to_owned());
+            Ok(joined)
         })
-        .await
-        .map_err(record_status)?;
+        .await;
+        if let Err(e) = written {
+            // Not used up: the next attempt with this token may succeed.
+            let mut released = claimed.clone();
+            if let Some(a) = released.metadata.annotations.as_mut() {
+                a.remove(REDEEMING_ANNOTATION);
+            }
+            if let Err(re) = api.replace(&name, &PostParams::default(), &released).await {
+                warn!(error = %re, "cannot release the join token's claim; it lapses after {CLAIM_TTL:?}");
+            }
+            return Err(record_status(e));
+        }
+        // Consumed. Should this delete fail, the claim and the record's `join_token` still
+        // refuse the token.
+        if let Err(e) = api.delete(&name, &guarded(&claimed)).await {
+            warn!(error = %e, "the join token was used but could not be deleted");
+        }
         info!(%cluster, serial = %info.serial, token_id = token.id(), "cluster joined");
         Ok(pb::JoinResponse {
             cert_pem,
@@ -186,7 +221,7 @@ impl Registrar {
         presented: &CertificateInfo,
         req: pb::RenewRequest,
     ) -> Result<pb::RenewResponse, Status> {
-        let _permit = self.permit().await?;
+        let _permit = permit(&self.renew_permits).await?;
         self.identities
             .check(cluster, &presented.serial)
             .map_err(|r| Status::permission_denied(r.to_string()))?;
@@ -227,15 +262,39 @@ impl Registrar {
             ca_pem: ca.bundle_pem,
         })
     }
+}
 
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
-        match tokio::time::timeout(QUEUE_TIMEOUT, self.permits.acquire()).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(Status::resource_exhausted(
-                "too many registration calls; retry later",
-            )),
-        }
+async fn permit(pool: &Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+    match tokio::time::timeout(QUEUE_TIMEOUT, pool.acquire()).await {
+        Ok(Ok(p)) => Ok(p),
+        _ => Err(Status::resource_exhausted(
+            "too many registration calls; retry later",
+        )),
     }
+}
+
+/// `secret` marked as being redeemed at `now` (write it guarded by its resourceVersion).
+fn claim(secret: &Secret, now: DateTime<Utc>) -> Secret {
+    let mut claimed = secret.clone();
+    claimed.metadata.annotations.get_or_insert_default().insert(
+        REDEEMING_ANNOTATION.to_owned(),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    claimed
+}
+
+/// Another join holds the token (its claim is younger than [`CLAIM_TTL`]).
+fn being_redeemed(secret: &Secret, now: DateTime<Utc>) -> bool {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REDEEMING_ANNOTATION))
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| {
+            now.signed_duration_since(t.with_timezone(&Utc))
+                < chrono::Duration::from_std(CLAIM_TTL).unwrap_or_default()
+        })
 }
 
 fn accepted(info: &CertInfo, now: DateTime<Utc>) -> AcceptedCert {
@@ -259,6 +318,7 @@ fn guarded(secret: &Secret) -> DeleteParams {
 
 fn record_status(e: RecordError) -> Status {
     match e {
+        RecordError::Refused(r @ Refusal::TokenUsed) => Status::unauthenticated(r.to_string()),
         RecordError::Refused(r) => Status::permission_denied(r.to_string()),
         other => {
             warn!(error = %other, "cannot write the identity record");
@@ -329,5 +389,84 @@ impl pb::renewal_server::Renewal for RenewService {
             warn!(%cluster, serial = %cert.serial, code = ?s.code(), reason = s.message(), "renewal refused");
         }
         result.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "Kubernetes API" that accepts connections and never answers, so every call that
+    /// reaches it holds its permit.
+    async fn hanging_api() -> (kube::Client, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        (kube::Client::try_from(config).unwrap(), task)
+    }
+
+    fn join_request(token: String) -> pb::JoinRequest {
+        pb::JoinRequest {
+            token,
+            csr_pem: String::new(),
+            cluster: String::new(),
+        }
+    }
+
+    /// Issue 17 item 13: unauthenticated join callers (here: many well-formed tokens whose
+    /// calls hang on the API server) cannot take the permits renewals need, and a malformed
+    /// token is refused without waiting for a permit at all.
+    #[tokio::test(start_paused = true)]
+    async fn joins_cannot_starve_renewals_and_bad_tokens_take_no_permit() {
+        let (client, _api) = hanging_api().await;
+        // Not listed yet: a renewal that gets its permit is refused at once (not queued).
+        let ids = Identities::new(false);
+        let reg = Registrar::new(
+            client,
+            RegistrationConfig::default(),
+            ids,
+            Metrics::default(),
+        );
+        let mut joins = Vec::new();
+        for _ in 0..32 {
+            let reg = reg.clone();
+            let token = JoinToken::generate().expose();
+            joins.push(tokio::spawn(
+                async move { reg.join(join_request(token)).await },
+            ));
+        }
+        // Let every join run up to its API call.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let presented = CertificateInfo {
+            serial: "aa".into(),
+            not_after: SystemTime::now() + Duration::from_secs(3600),
+        };
+        let renewed = reg
+            .renew(
+                "dr1",
+                &presented,
+                pb::RenewRequest {
+                    csr_pem: String::new(),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(renewed.code(), tonic::Code::PermissionDenied, "{renewed:?}");
+        let bad = reg
+            .join(join_request("not-a-token".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), tonic::Code::Unauthenticated, "{bad:?}");
+        for j in joins {
+            j.abort();
+        }
     }
 }

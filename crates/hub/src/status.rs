@@ -67,10 +67,61 @@ pub struct ClusterStatus {
     pub kubernetes_version: Option<String>,
 }
 
+/// What a report holds against its cluster's budget while the hub keeps it (queued or being
+/// written): released when the write is done, or when a newer report for the same object
+/// replaces it in the queue. See `grpc::GrpcConfig::report_budget_bytes`.
+#[derive(Clone, Debug, Default)]
+pub struct Charge {
+    _held: Option<Arc<Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    cost: usize,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.cost as i64);
+    }
+}
+
+impl Charge {
+    /// Holds `permit` (of `cost` units), counted in `gauge`, until dropped.
+    pub fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        cost: usize,
+        gauge: prometheus_client::metrics::gauge::Gauge,
+    ) -> Self {
+        gauge.inc_by(cost as i64);
+        Self {
+            _held: Some(Arc::new(Held {
+                _permit: permit,
+                cost,
+                gauge,
+            })),
+        }
+    }
+
+    /// No budget (reports made inside the hub, tests).
+    pub fn none() -> Self {
+        Self { _held: None }
+    }
+}
+
+/// Charges are bookkeeping, not content: two ops are equal whatever they hold.
+impl PartialEq for Charge {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// Everything the writer does.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteOp {
-    Report(Report),
+    Report(Report, Charge),
     Intent(Intent),
     Cluster(ClusterStatus),
     /// Mark (`Some(since)`) or unmark (`None`) the works and views of a cluster as
@@ -90,6 +141,8 @@ pub enum Skip {
     UidMismatch,
     #[error("the report is for an older generation than the object's")]
     StaleGeneration,
+    #[error("the report is for a newer generation than the hub has seen")]
+    FutureGeneration,
     #[error("the report is malformed")]
     Invalid,
     #[error("nothing to change")]
@@ -97,11 +150,12 @@ pub enum Skip {
 }
 
 impl Skip {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Skip::UnknownObject => "unknown_object",
             Skip::UidMismatch => "uid_mismatch",
             Skip::StaleGeneration => "stale_generation",
+            Skip::FutureGeneration => "future_generation",
             Skip::Invalid => "invalid",
             Skip::Unchanged => "unchanged",
         }
@@ -110,6 +164,13 @@ impl Skip {
 
 // ---------------------------------------------------------------- conversions
 
+/// `maxLength` of `message` in metav1.Condition (and in the CRDs' condition schemas). The API
+/// server validates every condition of a status patch, so one longer message would fail the
+/// whole patch and leave the status stale.
+pub const MAX_CONDITION_MESSAGE_CHARS: usize = 32768;
+/// Ends a message cut to [`MAX_CONDITION_MESSAGE_CHARS`].
+pub const TRUNCATED_MARKER: &str = " ... [truncated by drbridge-hub]";
+
 /// RFC 3339 with second precision, as metav1.Time serialises.
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -117,6 +178,22 @@ pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 
 fn now() -> String {
     rfc3339(chrono::Utc::now())
+}
+
+/// `message` cut to [`MAX_CONDITION_MESSAGE_CHARS`] characters (the API counts characters, not
+/// bytes), ending with [`TRUNCATED_MARKER`] when cut.
+pub fn bounded_message(message: &str) -> String {
+    match message.char_indices().nth(MAX_CONDITION_MESSAGE_CHARS) {
+        None => message.to_string(),
+        Some(_) => {
+            let keep = MAX_CONDITION_MESSAGE_CHARS - TRUNCATED_MARKER.chars().count();
+            let end = message
+                .char_indices()
+                .nth(keep)
+                .map_or(message.len(), |(i, _)| i);
+            format!("{}{TRUNCATED_MARKER}", &message[..end])
+        }
+    }
 }
 
 /// A metav1.Condition from the proto. An empty `last_transition_time` becomes `now`
@@ -136,7 +213,7 @@ pub fn condition_json(c: &pb::Condition, now: &str) -> Value {
     };
     m.insert("lastTransitionTime".into(), json!(ltt));
     m.insert("reason".into(), json!(c.reason));
-    m.insert("message".into(), json!(c.message));
+    m.insert("message".into(), json!(bounded_message(&c.message)));
     Value::Object(m)
 }
 
@@ -243,7 +320,7 @@ pub fn view_status_json(
             } else {
                 e.reason.clone()
             };
-            ("False", reason, e.message.clone(), None)
+            ("False", reason, bounded_message(&e.message), None)
         }
         None => return Err(Skip::Invalid),
     };
@@ -319,13 +396,18 @@ pub fn cluster_status_json(existing: &[ConditionJson], cs: &ClusterStatus, now: 
 
 // ---------------------------------------------------------------- planners
 
-/// Fences a report against the object: same uid, generation not older.
-fn fence(meta: &Meta, uid: &str, generation: i64) -> Result<(), Skip> {
+/// Fences a report against the object: same uid, same generation. Older is stale; newer
+/// cannot be honest, since the agent learns generations only from the hub (and the hub's copy
+/// of an object is never behind what it sent).
+pub fn fence(meta: &Meta, uid: &str, generation: i64) -> Result<(), Skip> {
     if meta.uid != uid {
         return Err(Skip::UidMismatch);
     }
     if generation < meta.generation {
         return Err(Skip::StaleGeneration);
+    }
+    if generation > meta.generation {
+        return Err(Skip::FutureGeneration);
     }
     Ok(())
 }
@@ -424,13 +506,13 @@ enum Slot {
 
 fn slot_of(op: &WriteOp) -> Slot {
     match op {
-        WriteOp::Report(Report::Work { cluster, status }) => {
+        WriteOp::Report(Report::Work { cluster, status }, _) => {
             Slot::WorkStatus(ObjectKey::new(cluster, &status.name))
         }
-        WriteOp::Report(Report::Gone { cluster, gone }) => {
+        WriteOp::Report(Report::Gone { cluster, gone }, _) => {
             Slot::WorkFinalizer(ObjectKey::new(cluster, &gone.name))
         }
-        WriteOp::Report(Report::View { cluster, status }) => {
+        WriteOp::Report(Report::View { cluster, status }, _) => {
             Slot::ViewStatus(ObjectKey::new(cluster, &status.name))
         }
         WriteOp::Intent(Intent::AddFinalizer(k) | Intent::ReleaseFinalizer(k)) => {
@@ -477,7 +559,7 @@ impl Pending {
         let slot = slot_of(&op);
         // A WorkGone must not be replaced by a later finalizer intent before it has
         // been recorded: record it in the op itself by keeping the Gone.
-        if let Some(WriteOp::Report(Report::Gone { .. })) = self.ops.get(&slot)
+        if let Some(WriteOp::Report(Report::Gone { .. }, _)) = self.ops.get(&slot)
             && matches!(op, WriteOp::Intent(_))
         {
             return;
@@ -501,6 +583,11 @@ impl Pending {
 
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The queued ops, in no particular order.
+    pub fn ops(&self) -> impl Iterator<Item = &WriteOp> {
+        self.ops.values()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -771,7 +858,7 @@ impl StatusWriter {
 
     async fn execute(&self, op: WriteOp) {
         match op {
-            WriteOp::Report(Report::Work { cluster, status }) => {
+            WriteOp::Report(Report::Work { cluster, status }, _) => {
                 let key = ObjectKey::new(&cluster, &status.name);
                 let span = info_span!("work_status", %key, generation = status.generation);
                 self.fenced(Target::Work, &key, |meta, conds, now| {
@@ -780,7 +867,7 @@ impl StatusWriter {
                 .instrument(span)
                 .await
             }
-            WriteOp::Report(Report::View { cluster, status }) => {
+            WriteOp::Report(Report::View { cluster, status }, _) => {
                 let key = ObjectKey::new(&cluster, &status.name);
                 let span = info_span!("view_status", %key, generation = status.generation);
                 self.fenced(Target::View, &key, |meta, conds, now| {
@@ -789,7 +876,7 @@ impl StatusWriter {
                 .instrument(span)
                 .await
             }
-            WriteOp::Report(Report::Gone { cluster, gone }) => {
+            WriteOp::Report(Report::Gone { cluster, gone }, _) => {
                 let key = ObjectKey::new(&cluster, &gone.name);
                 if self.index.write().mark_gone(&key, &gone.uid) {
                     self.finalizer(&key).await;

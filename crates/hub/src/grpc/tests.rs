@@ -6,7 +6,6 @@ use super::*;
 use crate::index::{Index, Limits};
 use crate::objects::{ClusterObject, Meta, ObjectKey, WORK_FINALIZER, WorkObject, WorkSpec};
 use drbridge_proto::v1::dispatch_client::DispatchClient;
-use drbridge_proto::v1::dispatch_server::DispatchServer;
 use tonic::transport::Channel;
 
 const EPOCH: u64 = 1000;
@@ -39,11 +38,14 @@ fn cluster(name: &str) -> ClusterObject {
             ..Default::default()
         },
         conditions: vec![],
+        claims: vec![],
     }
 }
 
 struct Harness {
     index: SharedIndex,
+    service: DispatchService,
+    addr: std::net::SocketAddr,
     channel: Channel,
     writes: mpsc::Receiver<WriteOp>,
     presence: mpsc::Receiver<Event>,
@@ -100,12 +102,13 @@ async fn harness_with(
         metrics.clone(),
         identities,
     );
+    let service = svc.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(tonic::service::interceptor::InterceptedService::new(
-                DispatchServer::new(svc).max_decoding_message_size(64 << 20),
+                crate::dispatch_server(svc),
                 header_identity,
             ))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
@@ -119,6 +122,8 @@ async fn harness_with(
         .unwrap();
     Harness {
         index,
+        service,
+        addr,
         channel,
         writes,
         presence,
@@ -135,6 +140,7 @@ fn cfg() -> GrpcConfig {
         idle_timeout: Duration::from_secs(60),
         hello_timeout: Duration::from_secs(10),
         max_sync_bytes: 4 << 20,
+        ..Default::default()
     }
 }
 
@@ -176,22 +182,9 @@ async fn dial_cert(
     serial: &str,
     not_after: SystemTime,
 ) -> Result<Agent, Status> {
-    let (tx, rx) = mpsc::channel(16);
-    let mut req = Request::new(ReceiverStream::new(rx));
-    let secs = not_after
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let md = req.metadata_mut();
-    md.insert("x-test-cluster", cluster.parse().unwrap());
-    md.insert("x-test-serial", serial.parse().unwrap());
-    md.insert("x-test-not-after", secs.to_string().parse().unwrap());
-    tx.send(hello(vec![], 0)).await.unwrap();
-    let resp = DispatchClient::new(h.channel.clone()).connect(req).await?;
-    Ok(Agent {
-        tx,
-        rx: resp.into_inner(),
-    })
+    let agent = dial_cert_silent(h, cluster, serial, not_after).await?;
+    agent.tx.send(hello(vec![], 0)).await.unwrap();
+    Ok(agent)
 }
 
 async fn connect(h: &Harness, cluster: &str, known: Vec<pb::WorkVersion>) -> Agent {
@@ -337,42 +330,151 @@ async fn first_message_must_be_hello() {
     assert_eq!(agent.error().await.code(), tonic::Code::InvalidArgument);
 }
 
+fn work_status(name: &str, generation: i64) -> pb::AgentMessage {
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::WorkStatus(pb::WorkStatus {
+            name: name.into(),
+            uid: format!("{name}-uid"),
+            generation,
+            ..Default::default()
+        })),
+    }
+}
+
+fn dropped(m: &Metrics, reason: &'static str) -> u64 {
+    m.status_dropped
+        .get_or_create(&crate::metrics::DropLabels { reason })
+        .get()
+}
+
+/// Issue 17 item 5: a report is queued only for a work or view the index holds in the
+/// reporting cluster's namespace; anything else is dropped and counted, so the writer's map
+/// can only hold keys that exist.
 #[tokio::test]
 async fn reports_are_bound_to_the_certificate_cluster() {
-    let mut h = harness(&["dr1", "dr2"], vec![work("dr2", "theirs", 1, 1)], cfg()).await;
+    let mut h = harness(
+        &["dr1", "dr2"],
+        vec![work("dr2", "theirs", 1, 1), work("dr1", "mine", 1, 1)],
+        cfg(),
+    )
+    .await;
     let mut agent = connect(&h, "dr1", vec![]).await;
     agent.welcome().await;
     agent.initial().await;
-    // The agent of dr1 reports about a work named like dr2's: it lands in dr1's
-    // namespace, where the writer finds nothing to write.
-    agent
-        .tx
-        .send(pb::AgentMessage {
-            body: Some(pb::agent_message::Body::WorkStatus(pb::WorkStatus {
-                name: "theirs".into(),
-                uid: "theirs-uid".into(),
-                generation: 1,
-                ..Default::default()
-            })),
-        })
-        .await
-        .unwrap();
+    // The agent of dr1 reports about a work named like dr2's, and about names nobody has.
+    agent.tx.send(work_status("theirs", 1)).await.unwrap();
+    for i in 0..50 {
+        agent
+            .tx
+            .send(work_status(&format!("invented-{i}"), 1))
+            .await
+            .unwrap();
+    }
+    agent.tx.send(work_status("mine", 1)).await.unwrap();
     let op = tokio::time::timeout(WAIT, h.writes.recv())
         .await
         .unwrap()
         .unwrap();
     match op {
-        WriteOp::Report(Report::Work { cluster, status }) => {
+        WriteOp::Report(Report::Work { cluster, status }, _) => {
             assert_eq!(cluster, "dr1");
-            assert_eq!(status.name, "theirs");
+            assert_eq!(status.name, "mine");
         }
         other => panic!("{other:?}"),
     }
-    // Presence saw the connection and the message.
+    assert!(h.writes.try_recv().is_err(), "nothing else was queued");
+    assert_eq!(dropped(&h.metrics, "unknown_object"), 51);
+    // Presence saw the connection and the messages.
     let ev = h.presence.recv().await.unwrap();
     assert!(matches!(ev, Event::Connected { ref cluster, .. } if cluster == "dr1"));
     let ev = h.presence.recv().await.unwrap();
     assert!(matches!(ev, Event::Seen { ref cluster, .. } if cluster == "dr1"));
+}
+
+/// Issue 17 item 7: the agent learns generations only from the hub; a report for one the
+/// index has not seen is refused before it reaches the writer.
+#[tokio::test]
+async fn a_report_for_a_future_generation_is_refused() {
+    let mut h = harness(&["dr1"], vec![work("dr1", "mine", 3, 1)], cfg()).await;
+    let mut agent = connect(&h, "dr1", vec![]).await;
+    agent.welcome().await;
+    agent.initial().await;
+    agent.tx.send(work_status("mine", 4)).await.unwrap();
+    agent.tx.send(work_status("mine", 3)).await.unwrap();
+    match tokio::time::timeout(WAIT, h.writes.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        WriteOp::Report(Report::Work { status, .. }, _) => assert_eq!(status.generation, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(dropped(&h.metrics, "future_generation"), 1);
+}
+
+/// Issue 17 item 7: Hello's claims never change the identity the certificate gives: `name` is
+/// the certificate's cluster, `id.k8s.io` cannot move once the ManagedCluster has one nor copy
+/// another cluster's, and malformed or excess claims are dropped.
+#[tokio::test]
+async fn hello_claims_cannot_change_the_certificates_identity() {
+    let mut h = harness(&["dr1", "dr2"], vec![], cfg()).await;
+    {
+        let mut idx = h.index.write();
+        let mut c1 = cluster("dr1");
+        c1.claims = vec![("id.k8s.io".into(), "id-of-dr1".into())];
+        let mut c2 = cluster("dr2");
+        c2.claims = vec![("id.k8s.io".into(), "id-of-dr2".into())];
+        idx.apply_cluster(c1);
+        idx.apply_cluster(c2);
+    }
+    let mut agent = dial(&h, Some("dr1")).await.unwrap();
+    let mut claims: HashMap<String, String> = [
+        ("name", "dr2"),
+        ("id.k8s.io", "id-of-dr2"),
+        ("Not A Claim!", "x"),
+        ("platform.open-cluster-management.io", "Other"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for i in 0..100 {
+        claims.insert(format!("x{i}.example.com"), "v".repeat(10));
+    }
+    agent
+        .tx
+        .send(pb::AgentMessage {
+            body: Some(pb::agent_message::Body::Hello(pb::Hello {
+                agent_version: "test".into(),
+                known_works: vec![],
+                cluster: Some(pb::ClusterInfo {
+                    claims,
+                    kubernetes_version: "v1.34.0".into(),
+                }),
+                max_hub_epoch: 0,
+            })),
+        })
+        .await
+        .unwrap();
+    agent.welcome().await;
+    let info = loop {
+        match tokio::time::timeout(WAIT, h.presence.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Event::Connected { info, .. } => break info,
+            _ => continue,
+        }
+    };
+    assert_eq!(info.claims["name"], "dr1");
+    assert_eq!(info.claims["id.k8s.io"], "id-of-dr1");
+    assert!(!info.claims.contains_key("Not A Claim!"));
+    assert_eq!(info.claims["platform.open-cluster-management.io"], "Other");
+    assert!(
+        info.claims.len() <= crate::claims::MAX_CLAIMS,
+        "{}",
+        info.claims.len()
+    );
 }
 
 #[tokio::test]
@@ -468,17 +570,30 @@ async fn silent_agent_is_disconnected() {
 
 #[tokio::test]
 async fn work_gone_and_view_status_are_forwarded() {
-    let mut h = harness(&["dr1"], vec![], cfg()).await;
+    let mut h = harness(&["dr1"], vec![work("dr1", "a", 1, 1)], cfg()).await;
+    h.index.write().apply_view(crate::objects::ViewObject {
+        meta: Meta {
+            namespace: "dr1".into(),
+            name: "v".into(),
+            uid: "v-uid".into(),
+            generation: 1,
+            ..Default::default()
+        },
+        scope: pb::ViewScope::default(),
+        conditions: vec![],
+    });
     let mut agent = connect(&h, "dr1", vec![]).await;
     agent.welcome().await;
     agent.initial().await;
     for body in [
         pb::agent_message::Body::WorkGone(pb::WorkGone {
             name: "a".into(),
-            uid: "u".into(),
+            uid: "a-uid".into(),
         }),
         pb::agent_message::Body::ViewStatus(pb::ViewStatus {
             name: "v".into(),
+            uid: "v-uid".into(),
+            generation: 1,
             ..Default::default()
         }),
     ] {
@@ -490,8 +605,8 @@ async fn work_gone_and_view_status_are_forwarded() {
     }
     let a = h.writes.recv().await.unwrap();
     let b = h.writes.recv().await.unwrap();
-    assert!(matches!(a, WriteOp::Report(Report::Gone { ref cluster, .. }) if cluster == "dr1"));
-    assert!(matches!(b, WriteOp::Report(Report::View { ref cluster, .. }) if cluster == "dr1"));
+    assert!(matches!(a, WriteOp::Report(Report::Gone { ref cluster, .. }, _) if cluster == "dr1"));
+    assert!(matches!(b, WriteOp::Report(Report::View { ref cluster, .. }, _) if cluster == "dr1"));
     let _ = ObjectKey::new("dr1", "a");
 }
 
@@ -564,4 +679,210 @@ async fn a_stream_ends_when_its_certificate_expires() {
     let status = agent.error().await;
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("expired"), "{status:?}");
+}
+
+/// Dials as `cluster` with a certificate of `serial`, without saying Hello yet.
+async fn dial_cert_silent(
+    h: &Harness,
+    cluster: &str,
+    serial: &str,
+    not_after: SystemTime,
+) -> Result<Agent, Status> {
+    let (tx, rx) = mpsc::channel(16);
+    let mut req = Request::new(ReceiverStream::new(rx));
+    let secs = not_after
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let md = req.metadata_mut();
+    md.insert("x-test-cluster", cluster.parse().unwrap());
+    md.insert("x-test-serial", serial.parse().unwrap());
+    md.insert("x-test-not-after", secs.to_string().parse().unwrap());
+    let resp = DispatchClient::new(h.channel.clone()).connect(req).await?;
+    Ok(Agent {
+        tx,
+        rx: resp.into_inner(),
+    })
+}
+
+/// Issue 17 item 10: the identity was checked at connect; a removal before Hello (which may
+/// take up to the Hello timeout) must still end the stream, and nothing is sent to it.
+#[tokio::test]
+async fn a_removal_before_hello_ends_the_stream() {
+    use crate::identity::{AcceptedCert, IdentityRecord};
+    let ids = Identities::new(false);
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    ids.reset(HashMap::from([(
+        "dr1".to_string(),
+        IdentityRecord::joined(
+            0,
+            AcceptedCert {
+                serial: "aa".into(),
+                not_after: chrono::DateTime::<chrono::Utc>::from(later),
+                issued: chrono::Utc::now(),
+            },
+        ),
+    )]));
+    let h = harness_with(
+        &["dr1"],
+        vec![work("dr1", "a", 1, 1)],
+        cfg(),
+        Some(ids.clone()),
+    )
+    .await;
+    let mut agent = dial_cert_silent(&h, "dr1", "aa", later).await.unwrap();
+    ids.set("dr1", Some(IdentityRecord::removed_after(None)));
+    let _ = agent.tx.send(hello(vec![], 0)).await;
+    let first = tokio::time::timeout(WAIT, agent.rx.message())
+        .await
+        .expect("an answer in time");
+    match first {
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+            assert!(status.message().contains("removed"), "{status:?}");
+        }
+        Ok(msg) => panic!("a removed cluster was sent {msg:?}"),
+    }
+}
+
+/// Issue 17 item 5: a message over the report limit (the largest report that could ever be
+/// written) is not read; it ends that agent's stream, and other streams carry on.
+#[tokio::test]
+async fn a_message_over_the_report_limit_ends_only_that_stream() {
+    let h = harness(
+        &["flood", "calm"],
+        vec![work("flood", "w", 1, 1), work("calm", "c", 1, 1)],
+        cfg(),
+    )
+    .await;
+    let mut calm = connect(&h, "calm", vec![]).await;
+    calm.welcome().await;
+    calm.initial().await;
+    let mut flood = connect(&h, "flood", vec![]).await;
+    flood.welcome().await;
+    flood.initial().await;
+    let mut big = pb::WorkStatus {
+        name: "w".into(),
+        uid: "w-uid".into(),
+        generation: 1,
+        ..Default::default()
+    };
+    big.conditions.push(pb::Condition {
+        r#type: "Applied".into(),
+        message: "x".repeat(3 << 20),
+        ..Default::default()
+    });
+    flood
+        .tx
+        .send(pb::AgentMessage {
+            body: Some(pb::agent_message::Body::WorkStatus(big)),
+        })
+        .await
+        .unwrap();
+    let st = flood.error().await;
+    assert_eq!(st.code(), tonic::Code::OutOfRange, "{st:?}");
+    h.index.write().apply_work(work("calm", "c2", 1, 1));
+    assert_eq!(work_names(&[calm.sync().await]), vec!["c2"]);
+}
+
+/// Issue 17 item 5: an agent that floods the hub with reports holds at most its own budget
+/// (here with a writer that never gets to write: the API server is stuck), its junk is dropped
+/// and counted, and another cluster's reports and desired state still flow.
+#[tokio::test]
+async fn a_flooding_agent_holds_only_its_budget_and_another_cluster_is_unaffected() {
+    const BUDGET: usize = 1 << 20;
+    let mut works: Vec<_> = (0..20)
+        .map(|i| work("flood", &format!("w{i}"), 1, 1))
+        .collect();
+    works.push(work("calm", "c", 1, 1));
+    let mut c = cfg();
+    c.report_budget_bytes = BUDGET;
+    let mut h = harness(&["flood", "calm"], works, c).await;
+    // The writer's queue, coalescing as the real writer does; nothing is ever written.
+    let pending = Arc::new(Mutex::new(crate::status::Pending::default()));
+    let mut writes = std::mem::replace(&mut h.writes, mpsc::channel(1).1);
+    let p = pending.clone();
+    tokio::spawn(async move {
+        while let Some(op) = writes.recv().await {
+            p.lock().push(op);
+        }
+    });
+    let mut calm = connect(&h, "calm", vec![]).await;
+    calm.welcome().await;
+    calm.initial().await;
+    // The flooder has its own connection, as every agent does.
+    let own = Channel::from_shared(format!("http://{}", h.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(16);
+    let mut req = Request::new(ReceiverStream::new(rx));
+    req.metadata_mut()
+        .insert("x-test-cluster", "flood".parse().unwrap());
+    tx.send(hello(vec![], 0)).await.unwrap();
+    let mut flood = Agent {
+        tx,
+        rx: DispatchClient::new(own)
+            .connect(req)
+            .await
+            .unwrap()
+            .into_inner(),
+    };
+    flood.welcome().await;
+    flood.initial().await;
+    let sender = flood.tx.clone();
+    let flooder = tokio::spawn(async move {
+        let big = "x".repeat(100 * 1024);
+        for i in 0..100_000u32 {
+            let w = format!("w{}", i % 20);
+            let mut msg = match i % 4 {
+                0 => work_status(&format!("invented-{i}"), 1),
+                1 => work_status(&w, 2),
+                _ => work_status(&w, 1),
+            };
+            if i % 4 >= 2
+                && let Some(pb::agent_message::Body::WorkStatus(s)) = msg.body.as_mut()
+            {
+                s.conditions.push(pb::Condition {
+                    r#type: "Applied".into(),
+                    message: big.clone(),
+                    ..Default::default()
+                });
+            }
+            if sender.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    let held = |h: &Harness| h.service.report_bytes_held("flood");
+    drbridge_localenv::eventually("the flooder held at its budget", WAIT, || {
+        let full = held(&h) > BUDGET - 2 * 110 * 1024;
+        async move { full.then_some(()) }
+    })
+    .await;
+    assert!(dropped(&h.metrics, "unknown_object") > 0);
+    assert!(dropped(&h.metrics, "future_generation") > 0);
+
+    // Meanwhile another cluster's report is queued and its desired state still flows.
+    calm.tx.send(work_status("c", 1)).await.unwrap();
+    drbridge_localenv::eventually("calm's report queued", WAIT, || {
+        let queued = pending.lock().ops().any(|op| {
+            matches!(op, WriteOp::Report(Report::Work { cluster, .. }, _) if cluster == "calm")
+        });
+        async move { queued.then_some(()) }
+    })
+    .await;
+    h.index.write().apply_work(work("calm", "c2", 1, 1));
+    assert_eq!(work_names(&[calm.sync().await]), vec!["c2"]);
+
+    // Flat: whatever the flooder sends, the hub holds no more than its budget, and one
+    // queued report per object.
+    for _ in 0..20 {
+        assert!(held(&h) <= BUDGET, "{} > {BUDGET}", held(&h));
+        assert!(pending.lock().len() <= 21, "{}", pending.lock().len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!flooder.is_finished(), "the flooder is held back, not done");
+    flooder.abort();
 }

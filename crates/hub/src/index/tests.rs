@@ -43,6 +43,7 @@ fn cluster(name: &str) -> ClusterObject {
     ClusterObject {
         meta: meta("", name, &format!("{name}-uid"), 1),
         conditions: vec![],
+        claims: vec![],
     }
 }
 
@@ -392,4 +393,44 @@ fn metrics_count_objects() {
     assert_eq!(m.clusters_registered.get(), 1);
     index.delete_work("dr2", "b");
     assert_eq!(m.works_indexed.get(), 1);
+}
+
+/// Issue 17 item 4: a spec without `workload` is not "a work with no manifests" (which would
+/// make the agent delete every object the work applied): it is rejected with a condition, and
+/// the agent keeps the generation it holds (a work left out of the desired state is never
+/// removed by omission).
+#[test]
+fn a_spec_without_workload_is_invalid_not_an_empty_work() {
+    let mut f = Fixture::new().synced(&["dr1"], vec![work("dr1", "vrg", 1, true)], vec![]);
+    let mut rx = f.index.subscribe("dr1").unwrap();
+    assert_eq!(rx.borrow_and_update().works["vrg"].manifests.len(), 1);
+    f.intents();
+
+    let mut broken = work("dr1", "vrg", 2, true);
+    broken.spec = WorkSpec::from_json(Some(
+        &serde_json::json!({"deleteOption": {"propagationPolicy": "Orphan"}}),
+    ));
+    f.index.apply_work(broken.clone());
+    let desired = rx.borrow_and_update().clone();
+    assert!(
+        !desired.works.values().any(|w| w.manifests.is_empty()),
+        "an empty work was dispatched: {desired:?}"
+    );
+    let entry = f.index.work(&ObjectKey::new("dr1", "vrg")).unwrap();
+    let rej = entry.payload.as_ref().unwrap_err();
+    assert_eq!(rej.reason, REASON_INVALID);
+    assert!(rej.message.contains("spec.workload"), "{}", rej.message);
+    assert_eq!(
+        f.intents(),
+        vec![Intent::Reject(ObjectKey::new("dr1", "vrg"))]
+    );
+
+    // Deleting it still reaches the agent (which deletes what its own record says).
+    broken.meta.deleting = true;
+    f.index.apply_work(broken);
+    assert!(rx.borrow_and_update().works["vrg"].deleting);
+
+    // An explicit empty list (how Go clients encode one) stays a valid, empty work.
+    let explicit = WorkSpec::from_json(Some(&serde_json::json!({"workload": {}}))).unwrap();
+    assert!(explicit.manifests.is_empty());
 }

@@ -219,6 +219,7 @@ fn cluster(name: &str) -> ClusterObject {
             ..Default::default()
         },
         conditions: vec![],
+        claims: vec![],
     }
 }
 

@@ -154,10 +154,55 @@ fn work_status_fencing() {
         plan_work_status(&meta("u2", 3), &[], &ocm_work_status(3), NOW),
         Err(Skip::UidMismatch)
     );
-    // Same or newer: written, guarded by uid and resourceVersion.
+    // Same: written, guarded by uid and resourceVersion.
     let body = plan_work_status(&meta("u1", 3), &[], &ocm_work_status(3), NOW).unwrap();
     assert_eq!(body["metadata"]["resourceVersion"], "42");
-    assert!(plan_work_status(&meta("u1", 2), &[], &ocm_work_status(3), NOW).is_ok());
+}
+
+/// Issue 17 item 7: the agent only ever learns generations from the hub, so a report for a
+/// generation the hub has not seen is a lie (or a bug), and is refused.
+#[test]
+fn a_report_for_a_generation_newer_than_the_hubs_is_refused() {
+    assert_eq!(
+        plan_work_status(&meta("u1", 2), &[], &ocm_work_status(3), NOW),
+        Err(Skip::FutureGeneration)
+    );
+    assert_eq!(
+        plan_view_status(&view_meta(1), &[], &view_ok(2), NOW),
+        Err(Skip::FutureGeneration)
+    );
+    assert_eq!(Skip::FutureGeneration.label(), "future_generation");
+}
+
+/// Issue 17 item 6: one message over the API's 32768-character limit would fail the whole
+/// status patch (the API server validates every condition), so it is cut with a marker.
+#[test]
+fn oversized_condition_messages_are_truncated_with_a_marker() {
+    let long = "é".repeat(MAX_CONDITION_MESSAGE_CHARS + 10);
+    let mut s = ocm_work_status(3);
+    s.conditions[0].message = long.clone();
+    s.manifests[0].conditions[0].message = long.clone();
+    let body = plan_work_status(&meta("u1", 3), &[], &s, NOW).unwrap();
+    for m in [
+        &body["status"]["conditions"][0]["message"],
+        &body["status"]["resourceStatus"]["manifests"][0]["conditions"][0]["message"],
+    ] {
+        let m = m.as_str().unwrap();
+        assert_eq!(m.chars().count(), MAX_CONDITION_MESSAGE_CHARS);
+        assert!(m.ends_with(TRUNCATED_MARKER), "{}", &m[m.len() - 40..]);
+        assert!(m.starts_with("éé"));
+    }
+    // Short messages are untouched.
+    assert_eq!(
+        body["status"]["conditions"][1]["message"],
+        "All resources are available"
+    );
+    // A view's error message too.
+    let v = view_err("GetResourceFailed", &long);
+    let body = plan_view_status(&view_meta(1), &[], &v, NOW).unwrap();
+    let m = body["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert_eq!(m.chars().count(), MAX_CONDITION_MESSAGE_CHARS);
+    assert!(m.ends_with(TRUNCATED_MARKER));
 }
 
 #[test]
@@ -506,14 +551,17 @@ fn annotation_plans() {
 }
 
 fn work_report(name: &str, generation: i64) -> WriteOp {
-    WriteOp::Report(Report::Work {
-        cluster: "dr1".into(),
-        status: pb::WorkStatus {
-            name: name.into(),
-            generation,
-            ..Default::default()
+    WriteOp::Report(
+        Report::Work {
+            cluster: "dr1".into(),
+            status: pb::WorkStatus {
+                name: name.into(),
+                generation,
+                ..Default::default()
+            },
         },
-    })
+        Charge::none(),
+    )
 }
 
 #[test]
@@ -537,13 +585,16 @@ fn pending_coalesces_per_object_in_fifo_order() {
 #[test]
 fn pending_never_loses_a_work_gone() {
     let mut p = Pending::default();
-    let gone = WriteOp::Report(Report::Gone {
-        cluster: "dr1".into(),
-        gone: pb::WorkGone {
-            name: "a".into(),
-            uid: "u".into(),
+    let gone = WriteOp::Report(
+        Report::Gone {
+            cluster: "dr1".into(),
+            gone: pb::WorkGone {
+                name: "a".into(),
+                uid: "u".into(),
+            },
         },
-    });
+        Charge::none(),
+    );
     p.push(gone.clone());
     p.push(WriteOp::Intent(Intent::AddFinalizer(ObjectKey::new(
         "dr1", "a",
