@@ -466,6 +466,7 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     let env = env_of(deploy);
     // Numbers are rendered as integers, never in exponent form.
     assert_eq!(env["DRBRIDGE_MAX_SYNC_BYTES"], "8388608");
+    assert_eq!(env["DRBRIDGE_MAX_REPORT_BYTES"], "4194304");
     assert_eq!(env["DRBRIDGE_HEARTBEAT_SECONDS"], "3");
     assert_eq!(env["DRBRIDGE_PRESENCE_TIMEOUT_SECONDS"], "9");
     assert_eq!(env["DRBRIDGE_STATUS_QUEUE"], "100");
@@ -519,7 +520,18 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     );
     assert_eq!(sm["metadata"]["labels"]["release"], "prometheus");
 
-    // cert-manager with the chart's own CA Issuer over `drbridge-ca`; and no join listener.
+    // cert-manager needs an issuer of the admin's: the chart creates none over `drbridge-ca`
+    // (whose key signs agents' identities), so anyone who may create CertificateRequests in the
+    // namespace cannot mint a cluster's client certificate through it.
+    let err = helm_err(
+        home,
+        &["template", "x", &hub, "--set", "certManager.enabled=true"],
+    );
+    assert!(
+        err.contains("certManager.issuerRef.name is required"),
+        "{err}"
+    );
+    // With one, and no join listener.
     let objs = render(
         home,
         "drbridge-hub",
@@ -527,16 +539,15 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
             "--set",
             "certManager.enabled=true",
             "--set",
+            "certManager.issuerRef.name=server-ca",
+            "--set",
             "config.disableJoin=true",
         ],
     );
-    let issuer = one(&objs, "Issuer");
-    assert_eq!(issuer["spec"]["ca"]["secretName"], "drbridge-ca");
+    assert!(find(&objs, "Issuer").is_empty());
     let cert = one(&objs, "Certificate");
-    assert_eq!(
-        cert["spec"]["issuerRef"]["name"],
-        issuer["metadata"]["name"]
-    );
+    assert_eq!(cert["spec"]["issuerRef"]["name"], "server-ca");
+    assert_eq!(cert["spec"]["issuerRef"]["kind"], "Issuer");
     assert_eq!(cert["spec"]["secretName"], "drbridge-hub-tls");
     let deploy = one(&objs, "Deployment");
     assert_deployment(deploy, true, false, 9990, true);
@@ -558,6 +569,7 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
         ("service.joinPort=0", "joinPort"),
         ("certManager.issuer=x", "certManager"),
         ("config.maxSyncBytes=10", "maxSyncBytes"),
+        ("config.maxReportBytes=10", "maxReportBytes"),
         ("replicas=2", "replicas"),
     ] {
         let err = helm_err(home, &["template", "x", &hub, "--set", set]);
