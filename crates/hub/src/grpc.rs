@@ -64,7 +64,17 @@ pub struct GrpcConfig {
     pub report_budget_bytes: usize,
     /// Streams of one cluster open at once (a reconnect may overlap the stream it replaces).
     pub max_streams_per_cluster: usize,
+    /// What one stream may send per second, in bytes plus [`MESSAGE_COST`] per message, after
+    /// a burst of `report_budget_bytes`; past it the hub reads that stream more slowly (HTTP/2
+    /// flow control holds the agent back), so a flood costs the hub a bounded amount of CPU.
+    pub read_rate_bytes: usize,
 }
+
+/// What every message counts in [`GrpcConfig::read_rate_bytes`] besides its size: a flood of
+/// tiny messages costs the hub too.
+pub const MESSAGE_COST: usize = 1024;
+/// Default of [`GrpcConfig::read_rate_bytes`]: four of the largest reports a second.
+pub const DEFAULT_READ_RATE_BYTES: usize = 4 * DEFAULT_MAX_REPORT_BYTES;
 
 /// Default of [`GrpcConfig::max_report_bytes`]. A report ends up in one object's status, and
 /// an object is at most etcd's request limit (1.5 MiB, `--max-request-bytes`): a view's
@@ -94,6 +104,41 @@ impl Default for GrpcConfig {
             max_report_bytes: DEFAULT_MAX_REPORT_BYTES,
             report_budget_bytes: DEFAULT_REPORT_BUDGET_BYTES,
             max_streams_per_cluster: DEFAULT_MAX_STREAMS_PER_CLUSTER,
+            read_rate_bytes: DEFAULT_READ_RATE_BYTES,
+        }
+    }
+}
+
+/// A token bucket, driven with explicit instants so it is tested without a clock.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl RateLimit {
+    /// `rate` per second after a full bucket of `burst`.
+    pub fn new(rate: usize, burst: usize, now: tokio::time::Instant) -> Self {
+        let burst = burst.max(1) as f64;
+        Self {
+            rate: rate.max(1) as f64,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes `cost` at `now`; returns how long the caller should wait before going on.
+    pub fn take(&mut self, cost: usize, now: tokio::time::Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - cost as f64;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
         }
     }
 }
@@ -747,6 +792,11 @@ async fn read_inbound(
 ) {
     use pb::agent_message::Body;
     let mut last_seen: Option<tokio::time::Instant> = None;
+    let mut rate = RateLimit::new(
+        inner.cfg.read_rate_bytes,
+        inner.cfg.report_budget_bytes,
+        tokio::time::Instant::now(),
+    );
     let status = loop {
         let msg = match tokio::time::timeout(inner.cfg.idle_timeout, inbound.message()).await {
             Err(_) => {
@@ -767,6 +817,10 @@ async fn read_inbound(
             Ok(Ok(Some(m))) => m,
         };
         let now = tokio::time::Instant::now();
+        let wait = rate.take(msg.encoded_len() + MESSAGE_COST, now);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         if last_seen.is_none_or(|t| now.duration_since(t) >= SEEN_INTERVAL) {
             last_seen = Some(now);
             let _ = inner.presence.try_send(Event::Seen {

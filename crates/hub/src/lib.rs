@@ -114,8 +114,9 @@ pub struct Args {
     pub patch_timeout_seconds: u64,
 
     /// Largest message read from an agent; a bigger one ends its stream. Also sets each
-    /// cluster's budget of queued reports (8 times this). The default (2 MiB) is etcd's object
-    /// limit plus room: no bigger report could ever be written (docs/security.md).
+    /// cluster's budget of queued reports (8 times this) and each stream's read rate (4 times
+    /// this a second). The default (2 MiB) is etcd's object limit plus room: no bigger report
+    /// could ever be written (docs/security.md).
     #[arg(long, env = "DRBRIDGE_MAX_REPORT_BYTES", default_value_t = grpc::DEFAULT_MAX_REPORT_BYTES)]
     pub max_report_bytes: usize,
 
@@ -251,6 +252,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 max_sync_bytes: args.max_sync_bytes,
                 max_report_bytes: args.max_report_bytes,
                 report_budget_bytes: 8 * args.max_report_bytes,
+                read_rate_bytes: 4 * args.max_report_bytes,
                 ..Default::default()
             },
             presence_timeout: Duration::from_secs(args.presence_timeout_seconds),

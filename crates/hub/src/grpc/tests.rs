@@ -886,3 +886,21 @@ async fn a_flooding_agent_holds_only_its_budget_and_another_cluster_is_unaffecte
     assert!(!flooder.is_finished(), "the flooder is held back, not done");
     flooder.abort();
 }
+
+/// Issue 17 item 5: past its burst, a stream is read at its rate, whatever it sends.
+#[test]
+fn the_read_rate_holds_a_flood_to_its_rate_after_the_burst() {
+    let t0 = tokio::time::Instant::now();
+    let mut r = RateLimit::new(1000, 5000, t0);
+    // The burst passes at once.
+    for _ in 0..5 {
+        assert_eq!(r.take(1000, t0), Duration::ZERO);
+    }
+    // Then every 1000 costs a second.
+    assert_eq!(r.take(1000, t0), Duration::from_secs(1));
+    assert_eq!(r.take(1000, t0), Duration::from_secs(2));
+    // Time refills it, never beyond the burst.
+    let later = t0 + Duration::from_secs(3600);
+    assert_eq!(r.take(5000, later), Duration::ZERO);
+    assert_eq!(r.take(500, later), Duration::from_millis(500));
+}
