@@ -64,9 +64,9 @@ pub struct GrpcConfig {
     pub report_budget_bytes: usize,
     /// Streams of one cluster open at once (a reconnect may overlap the stream it replaces).
     pub max_streams_per_cluster: usize,
-    /// What one stream may send per second, in bytes plus [`MESSAGE_COST`] per message, after
-    /// a burst of `report_budget_bytes`; past it the hub reads that stream more slowly (HTTP/2
-    /// flow control holds the agent back), so a flood costs the hub a bounded amount of CPU.
+    /// What one cluster's streams may send per second, in bytes plus [`MESSAGE_COST`] per
+    /// message, after a burst of `report_budget_bytes`; past it the hub reads them more slowly
+    /// (HTTP/2 flow control holds the agent back), so a flood costs the hub bounded CPU.
     pub read_rate_bytes: usize,
 }
 
@@ -148,6 +148,8 @@ impl RateLimit {
 struct Budget {
     reports: Arc<Semaphore>,
     streams: Arc<Semaphore>,
+    /// Shared by the cluster's streams, so reconnecting does not refill it.
+    rate: Mutex<RateLimit>,
 }
 
 /// The [`Budget`] of every cluster that opened a stream (only registered clusters get one, so
@@ -166,6 +168,11 @@ impl Budgets {
                 Arc::new(Budget {
                     reports: Arc::new(Semaphore::new(permits(cfg.report_budget_bytes))),
                     streams: Arc::new(Semaphore::new(cfg.max_streams_per_cluster.max(1))),
+                    rate: Mutex::new(RateLimit::new(
+                        cfg.read_rate_bytes,
+                        cfg.report_budget_bytes,
+                        tokio::time::Instant::now(),
+                    )),
                 })
             })
             .clone()
@@ -792,11 +799,6 @@ async fn read_inbound(
 ) {
     use pb::agent_message::Body;
     let mut last_seen: Option<tokio::time::Instant> = None;
-    let mut rate = RateLimit::new(
-        inner.cfg.read_rate_bytes,
-        inner.cfg.report_budget_bytes,
-        tokio::time::Instant::now(),
-    );
     let status = loop {
         let msg = match tokio::time::timeout(inner.cfg.idle_timeout, inbound.message()).await {
             Err(_) => {
@@ -817,7 +819,10 @@ async fn read_inbound(
             Ok(Ok(Some(m))) => m,
         };
         let now = tokio::time::Instant::now();
-        let wait = rate.take(msg.encoded_len() + MESSAGE_COST, now);
+        let wait = budget
+            .rate
+            .lock()
+            .take(msg.encoded_len() + MESSAGE_COST, now);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
