@@ -230,6 +230,24 @@ impl World {
         }
     }
 
+    /// An agent's join credentials (no Secret store) for `cluster` with `token`.
+    fn credentials(&self, cluster: &str, token: String) -> Credentials {
+        let dir = self.env.dir().join(format!("creds-{}", rand_suffix()));
+        Credentials {
+            cluster: cluster.into(),
+            hub_endpoint: format!("https://{}", self.addr),
+            join_endpoint: format!("https://{}", self.join_addr),
+            server_name: "localhost".into(),
+            paths: TlsPaths::in_dir(dir, "tls", "ca"),
+            join_ca: self.pki.ca_cert(),
+            token: Some(token),
+            store: None,
+            channel: ChannelOptions::default(),
+            backoff_base: Duration::from_millis(50),
+            backoff_cap: Duration::from_millis(500),
+        }
+    }
+
     fn connected(&self) -> i64 {
         self.metrics.connected_agents.get()
     }
@@ -452,22 +470,7 @@ async fn removed_cluster_is_refused_its_stream_ends_and_a_rejoin_gets_a_fresh_id
 async fn join_tokens_are_single_use_expire_and_name_the_cluster() {
     let w = world(&[], Duration::from_secs(3600)).await;
     let hub = w.hub_client().await;
-    let base = |name: &str, token: String| {
-        let dir = w.env.dir().join(format!("creds-{}", rand_suffix()));
-        Credentials {
-            cluster: name.into(),
-            hub_endpoint: format!("https://{}", w.addr),
-            join_endpoint: format!("https://{}", w.join_addr),
-            server_name: "localhost".into(),
-            paths: TlsPaths::in_dir(dir, "tls", "ca"),
-            join_ca: w.pki.ca_cert(),
-            token: Some(token),
-            store: None,
-            channel: ChannelOptions::default(),
-            backoff_base: Duration::from_millis(50),
-            backoff_cap: Duration::from_millis(500),
-        }
-    };
+    let base = |name: &str, token: String| w.credentials(name, token);
 
     // A token works once.
     let t1 = w.join_token("dr9", Duration::from_secs(3600)).await;
@@ -553,6 +556,93 @@ async fn join_tokens_are_single_use_expire_and_name_the_cluster() {
     // A token made after the removal works.
     let t6 = w.join_token("dr9", Duration::from_secs(3600)).await;
     base("dr9", t6).join_once().await.unwrap();
+}
+
+/// Issue 17 items 13 and 11: a join whose identity record cannot be written does not use the
+/// token up; and a deleted identity record fails closed (it does not become "no record", which
+/// would accept the certificates it superseded again), also after the hub restarts its watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_record_write_keeps_the_token_and_a_deleted_record_fails_closed() {
+    let w = world(&[], Duration::from_secs(3600)).await;
+    let hub = w.hub_client().await;
+    let secrets: Api<Secret> = Api::namespaced(hub.clone(), NS);
+    let record_name = drbridge_hub::identity::record_name("dr7");
+    // A Secret of another type in the way: the record write fails (a Secret's type cannot
+    // change), and the hub's watch (of identity records only) does not see it.
+    secrets
+        .create(
+            &kube::api::PostParams::default(),
+            &Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(record_name.clone()),
+                    ..Default::default()
+                },
+                type_: Some("Opaque".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let token = w.join_token("dr7", Duration::from_secs(3600)).await;
+    let token_secret = format!("drbridge-join-{}", token.split_once('.').unwrap().0);
+    let err = w
+        .credentials("dr7", token.clone())
+        .join_once()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("identity record"), "{err}");
+    assert!(
+        secrets.get_opt(&token_secret).await.unwrap().is_some(),
+        "the failed join used the token up"
+    );
+    secrets
+        .delete(&record_name, &Default::default())
+        .await
+        .unwrap();
+    let first = w.credentials("dr7", token).join_once().await.unwrap();
+    assert!(secrets.get_opt(&token_secret).await.unwrap().is_none());
+
+    // A re-join supersedes the first certificate; then the record is deleted.
+    let token2 = w.join_token("dr7", Duration::from_secs(3600)).await;
+    let second = w.credentials("dr7", token2).join_once().await.unwrap();
+    let ids = w.hub.identities.as_ref().unwrap();
+    eventually("the re-join recorded", Duration::from_secs(10), || async {
+        ids.check("dr7", &second).ok()
+    })
+    .await;
+    assert!(ids.check("dr7", &first).is_err());
+    secrets
+        .delete(&record_name, &Default::default())
+        .await
+        .unwrap();
+    eventually(
+        "the deleted record refuses",
+        Duration::from_secs(10),
+        || async { ids.check("dr7", &second).is_err().then_some(()) },
+    )
+    .await;
+    assert!(
+        ids.check("dr7", &first).is_err(),
+        "a superseded certificate is accepted again"
+    );
+    // Written back, so a restarted hub refuses too.
+    let tomb = eventually(
+        "the tombstone written back",
+        Duration::from_secs(10),
+        || async {
+            let s = secrets.get_opt(&record_name).await.ok()??;
+            IdentityRecord::from_secret(&s).ok().map(|(_, r)| r)
+        },
+    )
+    .await;
+    assert!(tomb.removed, "{tomb:?}");
+    // A new join lifts it.
+    let token3 = w.join_token("dr7", Duration::from_secs(3600)).await;
+    let third = w.credentials("dr7", token3).join_once().await.unwrap();
+    eventually("the new join recorded", Duration::from_secs(10), || async {
+        ids.check("dr7", &third).ok()
+    })
+    .await;
 }
 
 fn rand_suffix() -> String {
