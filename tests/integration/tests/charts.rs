@@ -710,7 +710,7 @@ fn agent_chart_grants_exactly_its_allowlist() {
     // Views are read-only and cover Ramen's catalogue; CRDs only the two Ramen probes.
     for (g, r) in [
         ("storage.k8s.io", "storageclasses"),
-        ("csiaddons.openshift.io", "networkfences"),
+        ("csiaddons.openshift.io", "networkfenceclasses"),
         (
             "replication.storage.openshift.io",
             "volumereplicationclasses",
