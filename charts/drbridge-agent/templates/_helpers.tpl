@@ -70,9 +70,21 @@ drbridge_model::Allowlist.
 {{- define "drbridge-agent.allowlistJson" -}}
 {{- $kinds := list }}
 {{- range .Values.allowlist.kinds }}
-{{- $kinds = append $kinds (dict "group" .group "kind" .kind) }}
+{{- $k := dict "group" .group "kind" .kind }}
+{{- with .resourceNames }}{{ $_ := set $k "names" . }}{{ end }}
+{{- with .namespaces }}{{ $_ := set $k "namespaces" . }}{{ end }}
+{{- if hasKey . "labels" }}{{ $_ := set $k "labels" .labels }}{{ end }}
+{{- $kinds = append $kinds $k }}
 {{- end }}
-{{- dict "kinds" $kinds "namespaces" (dict "allow" .Values.allowlist.namespaces.allow "deny" .Values.allowlist.namespaces.deny) | toPrettyJson }}
+{{- $views := list }}
+{{- range .Values.views.resources }}
+{{- $v := dict "group" .group "resource" .resource }}
+{{- with .resourceNames }}{{ $_ := set $v "names" . }}{{ end }}
+{{- $views = append $views $v }}
+{{- end }}
+{{- $ns := .Values.allowlist.namespaces }}
+{{- $namespaces := dict "allow" $ns.allow "deny" $ns.deny "protect" ($ns.protect | default list) }}
+{{- dict "kinds" $kinds "namespaces" $namespaces "deniedLabels" (.Values.allowlist.deniedLabels | default list) "views" $views | toPrettyJson }}
 {{- end }}
 
 {{/* "true" in join mode: a join token is configured (as a value or in a Secret). */}}

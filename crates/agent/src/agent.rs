@@ -71,9 +71,10 @@ impl<C: Cluster, S: RecordStore> Agent<C, S> {
         metrics: Metrics,
     ) -> Result<Self, StartError> {
         let outbox = Arc::new(Outbox::default());
+        let allowlist = cfg.policy.allowlist.clone();
         let works =
             Works::start(cluster.clone(), store, cfg, outbox.clone(), metrics.clone()).await?;
-        let views = Views::new(cluster.clone(), outbox.clone());
+        let views = Views::new(cluster.clone(), outbox.clone(), allowlist);
         let claims = claims::cluster_claims(cluster.as_ref(), cluster_name).await?;
         if let Err(e) = claims::ensure_spoke_claims(cluster.as_ref(), &claims).await {
             warn!(error = %e, "cannot write spoke ClusterClaims; the hub still gets the claims");

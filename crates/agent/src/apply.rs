@@ -1,6 +1,7 @@
 //! Applying the manifests of one work: validation, allowlist, discovery, then the
 //! per-manifest write in OCM's kind order with the manifest's update strategy.
 
+use drbridge_model::fencing::Named;
 use drbridge_model::manifest::{InvalidManifest, parse_work};
 use drbridge_model::merge::{
     ApplyCache, manifest_hash, merge_for_update, prepare_create, sanitize,
@@ -65,18 +66,35 @@ pub struct Slot {
     pub applied: Result<(), String>,
     /// Uid of the live object after the apply, when known.
     pub uid: String,
+    /// This apply created the object (it did not exist before).
+    pub created: bool,
     object: Option<Value>,
     strategy: Strategy,
     kind: Option<String>,
 }
 
 impl Slot {
+    pub fn strategy(&self) -> &Strategy {
+        &self.strategy
+    }
+
+    /// What this manifest names, as far as it could be read.
+    pub fn named(&self) -> Named {
+        Named::object(
+            &self.meta.group,
+            &self.meta.kind,
+            &self.meta.namespace,
+            &self.meta.name,
+        )
+    }
+
     fn failed(meta: ResourceMeta, kind: Option<String>, error: String) -> Self {
         Slot {
             meta,
             target: None,
             applied: Err(error),
             uid: String::new(),
+            created: false,
             object: None,
             strategy: Strategy::Update,
             kind,
@@ -172,7 +190,7 @@ pub async fn prepare<C: Cluster>(
         rm.namespace = namespace.clone();
         if let Err(e) = policy
             .allowlist
-            .check(&gvk.group, &gvk.kind, &namespace, &m.meta.name)
+            .check_object(&gvk.group, &gvk.kind, &namespace, &object)
         {
             slots.push(Slot::failed(rm, kind, e.to_string()));
             continue;
@@ -200,6 +218,7 @@ pub async fn prepare<C: Cluster>(
             target: Some(target),
             applied: Ok(()),
             uid: String::new(),
+            created: false,
             object: Some(object),
             strategy,
             kind,
@@ -218,9 +237,10 @@ pub async fn apply<C: Cluster>(cluster: &C, slots: &mut [Slot], cache: &mut Appl
             continue;
         };
         match apply_one(cluster, &target, &object, &slot.strategy, cache).await {
-            Ok(uid) => {
+            Ok((uid, created)) => {
                 slot.applied = Ok(());
                 slot.uid = uid;
+                slot.created = created;
             }
             Err(e) => {
                 warn!(ordinal = slot.meta.ordinal, kind = %slot.meta.kind, name = %target.name, error = %e, "apply failed");
@@ -257,20 +277,26 @@ async fn apply_one<C: Cluster>(
     required: &Value,
     strategy: &Strategy,
     cache: &mut ApplyCache,
-) -> Result<String, ClusterError> {
+) -> Result<(String, bool), ClusterError> {
     let r = &t.resolved;
     match strategy {
-        Strategy::ReadOnly => Ok(cluster
-            .get(r, &t.namespace, &t.name)
-            .await?
-            .map(|v| uid_of(&v))
-            .unwrap_or_default()),
+        Strategy::ReadOnly => Ok((
+            cluster
+                .get(r, &t.namespace, &t.name)
+                .await?
+                .map(|v| uid_of(&v))
+                .unwrap_or_default(),
+            false,
+        )),
         Strategy::CreateOnly => match cluster.get(r, &t.namespace, &t.name).await? {
-            Some(live) => Ok(uid_of(&live)),
-            None => Ok(uid_of(
-                &cluster
-                    .create(r, &t.namespace, prepare_create(required))
-                    .await?,
+            Some(live) => Ok((uid_of(&live), false)),
+            None => Ok((
+                uid_of(
+                    &cluster
+                        .create(r, &t.namespace, prepare_create(required))
+                        .await?,
+                ),
+                true,
             )),
         },
         Strategy::ServerSideApply {
@@ -287,7 +313,7 @@ async fn apply_one<C: Cluster>(
                     *force,
                 )
                 .await?;
-            Ok(uid_of(&out))
+            Ok((uid_of(&out), false))
         }
         Strategy::Update => {
             let hash = manifest_hash(&sanitize(required));
@@ -315,7 +341,7 @@ async fn update_once<C: Cluster>(
     hash: &str,
     key: &str,
     cache: &mut ApplyCache,
-) -> Result<String, ClusterError> {
+) -> Result<(String, bool), ClusterError> {
     let r = &t.resolved;
     let Some(live) = cluster.get(r, &t.namespace, &t.name).await? else {
         let created = cluster
@@ -323,22 +349,22 @@ async fn update_once<C: Cluster>(
             .await?;
         info!(kind = %r.kind, namespace = %t.namespace, name = %t.name, "created");
         cache.record(key, hash, resource_version(&created));
-        return Ok(uid_of(&created));
+        return Ok((uid_of(&created), true));
     };
     if cache.safe_to_skip(key, hash, resource_version(&live)) {
-        return Ok(uid_of(&live));
+        return Ok((uid_of(&live), false));
     }
     let plan = merge_for_update(&live, required);
     if !plan.changed {
         cache.record(key, hash, resource_version(&live));
-        return Ok(uid_of(&live));
+        return Ok((uid_of(&live), false));
     }
     let updated = cluster
         .replace(r, &t.namespace, &t.name, plan.object)
         .await?;
     info!(kind = %r.kind, namespace = %t.namespace, name = %t.name, "updated");
     cache.record(key, hash, resource_version(&updated));
-    Ok(uid_of(&updated))
+    Ok((uid_of(&updated), false))
 }
 
 #[cfg(test)]
@@ -401,6 +427,9 @@ mod tests {
             "example.com",
             "Widget",
         ));
+        allow
+            .kinds
+            .push(drbridge_model::allowlist::KindRule::new("", "ConfigMap"));
         let p = ApplyPolicy {
             allowlist: allow,
             max_work_bytes: 1 << 20,

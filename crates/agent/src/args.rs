@@ -46,6 +46,10 @@ pub struct Args {
     /// Allow every kind in every namespace.
     #[arg(long, env = "DRBRIDGE_ALLOW_ALL")]
     pub allow_all: bool,
+    /// The agent's own namespace (its credentials and configuration): denied to every work
+    /// and view, whatever the allowlist says.
+    #[arg(long, env = "DRBRIDGE_NAMESPACE")]
+    pub namespace: Option<String>,
     /// Largest total size of a work's manifests, bytes.
     #[arg(long, env = "DRBRIDGE_MAX_WORK_BYTES", default_value_t = drbridge_model::manifest::DEFAULT_MAX_WORK_BYTES)]
     pub max_work_bytes: usize,
@@ -105,7 +109,16 @@ impl Args {
         Ok(host.to_string())
     }
 
+    /// The allowlist to enforce, with the agent's own namespace denied.
     pub fn allowlist(&self) -> Result<Allowlist, ArgsError> {
+        let mut allowlist = self.configured_allowlist()?;
+        if let Some(ns) = &self.namespace {
+            allowlist.deny_namespace(ns);
+        }
+        Ok(allowlist)
+    }
+
+    fn configured_allowlist(&self) -> Result<Allowlist, ArgsError> {
         if self.allow_all {
             return Ok(Allowlist::allow_all());
         }
@@ -180,6 +193,28 @@ mod tests {
             parse(&["--allow-all"]).allowlist().unwrap(),
             Allowlist::allow_all()
         );
+        // The agent's own namespace is denied, even with --allow-all.
+        for extra in [
+            &["--namespace", "drbridge-agent"][..],
+            &["--namespace", "drbridge-agent", "--allow-all"],
+        ] {
+            let a = parse(extra).allowlist().unwrap();
+            assert!(
+                a.check(
+                    "",
+                    "ConfigMap",
+                    "drbridge-agent",
+                    "drbridge-agent-allowlist"
+                )
+                .is_err()
+            );
+            assert!(a.check("", "Namespace", "", "drbridge-agent").is_err());
+            assert!(
+                a.check_view("", "namespaces", "", "drbridge-agent")
+                    .is_err()
+            );
+            assert!(a.protects("", "Namespace", "drbridge-agent"));
+        }
     }
 
     #[test]

@@ -59,17 +59,27 @@ pub trait RecordStore: Send + Sync + 'static {
     fn list(&self) -> impl Future<Output = Result<Vec<WorkRecord>, StoreError>> + Send;
     fn put(&self, record: &WorkRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn remove(&self, name: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The highest hub epoch accepted, kept on its own (not only in work records), so that
+    /// an agent holding no work still refuses an older hub after a restart. 0 when none.
+    fn load_epoch(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    fn save_epoch(&self, epoch: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Records in memory (tests, and the in-process hub+agent harness).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<String, WorkRecord>>>,
+    epoch: Arc<Mutex<u64>>,
 }
 
 impl MemoryStore {
     pub fn snapshot(&self) -> BTreeMap<String, WorkRecord> {
         self.records.lock().clone()
+    }
+
+    /// The stored hub epoch.
+    pub fn epoch(&self) -> u64 {
+        *self.epoch.lock()
     }
 }
 
@@ -87,10 +97,19 @@ impl RecordStore for MemoryStore {
         self.records.lock().remove(name);
         Ok(())
     }
+    async fn load_epoch(&self) -> Result<u64, StoreError> {
+        Ok(self.epoch())
+    }
+    async fn save_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        *self.epoch.lock() = epoch;
+        Ok(())
+    }
 }
 
 /// Label selecting one agent's records (several agents may share an API server in tests).
 pub const CLUSTER_LABEL: &str = "drbridge.io/cluster";
+/// Marks the AppliedWork that holds only the agent's highest accepted hub epoch.
+pub const EPOCH_ANNOTATION: &str = "drbridge.io/hub-epoch";
 /// Set while the agent deletes the work's objects: the deletion resumes after a restart.
 pub const DELETING_ANNOTATION: &str = "drbridge.io/deleting";
 const FIELD_MANAGER: &str = "drbridge-agent";
@@ -119,6 +138,13 @@ impl KubeRecordStore {
             cluster: cluster.to_string(),
             work_namespace: cluster.to_string(),
         }
+    }
+
+    /// The AppliedWork holding the epoch: the work namespace's name alone, which no work's
+    /// record can have (theirs are `<namespace>.<name>`). Its empty `workName` keeps it out of
+    /// [`RecordStore::list`].
+    fn epoch_object(&self) -> String {
+        self.work_namespace.clone()
     }
 }
 
@@ -271,6 +297,42 @@ impl RecordStore for KubeRecordStore {
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(obj),
+            )
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn load_epoch(&self) -> Result<u64, StoreError> {
+        let o = self.api.get_opt(&self.epoch_object()).await.map_err(err)?;
+        Ok(o.filter(|o| o.spec.cluster == self.cluster)
+            .map(|o| o.spec.hub_epoch)
+            .unwrap_or(0))
+    }
+
+    async fn save_epoch(&self, epoch: u64) -> Result<(), StoreError> {
+        let mut o = AppliedWork::new(
+            &self.epoch_object(),
+            AppliedWorkSpec {
+                cluster: self.cluster.clone(),
+                work_namespace: self.work_namespace.clone(),
+                hub_epoch: epoch,
+                ..Default::default()
+            },
+        );
+        o.metadata.labels = Some(BTreeMap::from([(
+            CLUSTER_LABEL.to_string(),
+            self.cluster.clone(),
+        )]));
+        o.metadata.annotations = Some(BTreeMap::from([(
+            EPOCH_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]));
+        self.api
+            .patch(
+                &self.epoch_object(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(o),
             )
             .await
             .map_err(err)?;

@@ -96,15 +96,23 @@ where
         };
     }
     let accepted = agent.works().max_epoch();
-    if !agent.works().accept_epoch(welcome.epoch) {
-        error!(hub = %welcome.hub_id, offered = welcome.epoch, accepted, "refusing a hub with an older epoch (stale writer)");
-        return Outcome {
-            end: SessionEnd::StaleHub {
-                offered: welcome.epoch,
-                accepted,
-            },
-            welcomed: false,
-        };
+    match agent.works().accept_epoch(welcome.epoch).await {
+        Ok(true) => {}
+        Ok(false) => {
+            error!(hub = %welcome.hub_id, offered = welcome.epoch, accepted, "refusing a hub with an older epoch (stale writer)");
+            return Outcome {
+                end: SessionEnd::StaleHub {
+                    offered: welcome.epoch,
+                    accepted,
+                },
+                welcomed: false,
+            };
+        }
+        // Fail closed: a hub accepted but not recorded could be forgotten by a restart.
+        Err(e) => {
+            error!(error = %e, offered = welcome.epoch, "cannot record the hub's epoch; not accepting it");
+            return closed(format!("cannot record the hub's epoch: {e}"));
+        }
     }
     info!(hub = %welcome.hub_id, epoch = welcome.epoch, heartbeat_seconds = welcome.heartbeat_seconds, "connected to the hub");
     let metrics = agent.metrics().clone();

@@ -25,6 +25,13 @@ struct Inner {
     writes: usize,
     /// Errors returned by the next create/replace of a kind.
     fail_writes: BTreeMap<String, ClusterError>,
+    /// Errors every discovery of a group returns until cleared (an API-server blip, an
+    /// aggregated API that is down, a timeout).
+    fail_discovery: BTreeMap<String, ClusterError>,
+    /// Errors every read (get) of a kind returns until cleared.
+    fail_reads: BTreeMap<String, ClusterError>,
+    /// Number of delete calls so far, per kind.
+    deletes: BTreeMap<String, usize>,
 }
 
 /// See the module documentation.
@@ -129,6 +136,62 @@ impl FakeCluster {
     /// Makes the next write of `kind` fail with `err`.
     pub fn fail_next_write(&self, kind: &str, err: ClusterError) {
         self.inner.lock().fail_writes.insert(kind.to_string(), err);
+    }
+
+    /// Makes every discovery of `group` fail with `err` until called with `None`.
+    pub fn fail_discovery(&self, group: &str, err: Option<ClusterError>) {
+        let mut inner = self.inner.lock();
+        match err {
+            Some(e) => inner.fail_discovery.insert(group.to_string(), e),
+            None => inner.fail_discovery.remove(group),
+        };
+    }
+
+    /// Makes every read (get) of `kind` fail with `err` until called with `None`.
+    pub fn fail_reads(&self, kind: &str, err: Option<ClusterError>) {
+        let mut inner = self.inner.lock();
+        match err {
+            Some(e) => inner.fail_reads.insert(kind.to_string(), e),
+            None => inner.fail_reads.remove(kind),
+        };
+    }
+
+    /// A timeout, in the words of the API server.
+    pub fn timeout() -> ClusterError {
+        ClusterError::Transport(
+            "Timeout: request did not complete within requested timeout - context deadline exceeded"
+                .into(),
+        )
+    }
+
+    /// Number of delete calls for `kind` so far (successful or not).
+    pub fn deletes(&self, kind: &str) -> usize {
+        self.inner.lock().deletes.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Number of delete calls so far, every kind.
+    pub fn delete_calls(&self) -> usize {
+        self.inner.lock().deletes.values().sum()
+    }
+
+    /// Every stored object as (kind, namespace, name), sorted.
+    pub fn names(&self) -> Vec<(String, String, String)> {
+        let inner = self.inner.lock();
+        let mut out: Vec<(String, String, String)> = inner
+            .objects
+            .iter()
+            .map(|((g, p, ns, n), _)| {
+                let kind = inner
+                    .kinds
+                    .iter()
+                    .find(|r| &r.group == g && &r.plural == p)
+                    .map(|r| r.kind.clone())
+                    .unwrap_or_default();
+                (kind, ns.clone(), n.clone())
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// A write by someone else (a user or another controller).
@@ -267,8 +330,11 @@ fn md_str<'a>(v: &'a Value, f: &str) -> &'a str {
 
 impl Cluster for FakeCluster {
     async fn resolve_kind(&self, gvk: &Gvk) -> Result<Resolved, ClusterError> {
-        self.inner
-            .lock()
+        let inner = self.inner.lock();
+        if let Some(e) = inner.fail_discovery.get(&gvk.group) {
+            return Err(e.clone());
+        }
+        inner
             .kinds
             .iter()
             .find(|r| r.group == gvk.group && r.version == gvk.version && r.kind == gvk.kind)
@@ -284,8 +350,11 @@ impl Cluster for FakeCluster {
         version: &str,
         plural: &str,
     ) -> Result<Resolved, ClusterError> {
-        self.inner
-            .lock()
+        let inner = self.inner.lock();
+        if let Some(e) = inner.fail_discovery.get(group) {
+            return Err(e.clone());
+        }
+        inner
             .kinds
             .iter()
             .find(|r| {
@@ -298,7 +367,11 @@ impl Cluster for FakeCluster {
     }
 
     async fn get(&self, r: &Resolved, ns: &str, name: &str) -> Result<Option<Value>, ClusterError> {
-        Ok(self.inner.lock().objects.get(&key(r, ns, name)).cloned())
+        let inner = self.inner.lock();
+        if let Some(e) = inner.fail_reads.get(&r.kind) {
+            return Err(e.clone());
+        }
+        Ok(inner.objects.get(&key(r, ns, name)).cloned())
     }
 
     async fn create(&self, r: &Resolved, ns: &str, mut obj: Value) -> Result<Value, ClusterError> {
@@ -402,6 +475,7 @@ impl Cluster for FakeCluster {
         uid: Option<&str>,
     ) -> Result<(), ClusterError> {
         let mut inner = self.inner.lock();
+        *inner.deletes.entry(r.kind.clone()).or_default() += 1;
         Self::check_fail(&mut inner, r)?;
         let k = key(r, ns, name);
         let Some(mut live) = inner.objects.get(&k).cloned() else {

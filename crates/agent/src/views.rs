@@ -3,17 +3,20 @@
 //!
 //! Never "absent" without a complete answer from the API server: an unreachable API
 //! server leaves the last status in place, as the real controller does.
+//!
+//! A view reads only what the allowlist's `views` lists (Ramen's catalogue by default),
+//! outside denied namespaces, and never a Secret: a compromised hub cannot read the cluster.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::pb;
-use drbridge_model::Gvk;
 use drbridge_model::view::{
-    Scope, ViewError, check_scope, get_failed, gvk_invalid, is_secret_resource, not_found,
-    parse_resource_arg, resource_invalid, secrets_refused,
+    Scope, ViewError, check_scope, get_failed, gvk_invalid, is_secret_resource, not_allowed,
+    not_found, parse_resource_arg, resource_invalid, secrets_refused,
 };
+use drbridge_model::{Allowlist, Gvk};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -56,6 +59,7 @@ struct ViewEntry {
 struct Shared<C> {
     cluster: Arc<C>,
     outbox: Arc<Outbox>,
+    allowlist: Allowlist,
     objects: Mutex<HashMap<ObjKey, ObjEntry>>,
 }
 
@@ -85,11 +89,12 @@ pub fn scope_from_pb(s: &pb::ViewScope) -> Scope {
 }
 
 impl<C: Cluster> Views<C> {
-    pub fn new(cluster: Arc<C>, outbox: Arc<Outbox>) -> Self {
+    pub fn new(cluster: Arc<C>, outbox: Arc<Outbox>, allowlist: Allowlist) -> Self {
         Views {
             shared: Arc::new(Shared {
                 cluster,
                 outbox,
+                allowlist,
                 objects: Mutex::default(),
             }),
             views: Mutex::default(),
@@ -318,6 +323,14 @@ async fn run_view<C: Cluster>(
     } else {
         String::new()
     };
+    if let Err(e) = shared
+        .allowlist
+        .check_view(&resolved.group, &resolved.plural, &ns, &scope.name)
+    {
+        warn!(error = %e, "view refused");
+        out(error_outcome(not_allowed(&e.to_string())));
+        return;
+    }
     let (group, plural) = (resolved.group.clone(), resolved.plural.clone());
     let (api_version, kind) = (resolved.api_version(), resolved.kind.clone());
     let (_lease, mut rx) = acquire(&shared, (resolved, ns, scope.name.clone()));

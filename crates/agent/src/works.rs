@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use crate::pb;
 use chrono::Utc;
-use drbridge_model::fencing::{Decision, Held, Offered, decide, may_delete};
+use drbridge_model::fencing::{Decision, Held, Named, Offered, decide, may_delete, still_named};
 use drbridge_model::merge::ApplyCache;
 use drbridge_model::status::{
     Availability, Condition, ConditionStatus, manifest_conditions, work_conditions,
 };
-use drbridge_model::{DeletePolicy, OrphanRule, ResourceKey};
+use drbridge_model::{Allowlist, DeletePolicy, OrphanRule, ResourceKey, Strategy};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
@@ -183,7 +183,17 @@ impl<C: Cluster, S: RecordStore> Works<C, S> {
         metrics: Metrics,
     ) -> Result<Self, crate::record::StoreError> {
         let records = store.list().await?;
-        let epoch = records.iter().map(|r| r.hub_epoch).max().unwrap_or(0);
+        let stored = store.load_epoch().await?;
+        let epoch = records
+            .iter()
+            .map(|r| r.hub_epoch)
+            .max()
+            .unwrap_or(0)
+            .max(stored);
+        if epoch > stored {
+            // Records written before the epoch was kept on its own.
+            store.save_epoch(epoch).await?;
+        }
         let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared<C, S>>| {
             let weak = weak.clone();
             let on_change: crate::watches::OnChange = Arc::new(move |names| {
@@ -245,10 +255,19 @@ impl<C: Cluster, S: RecordStore> Works<C, S> {
         self.shared.epoch.load(Ordering::SeqCst)
     }
 
-    /// Accepts a hub epoch; it is written with every record from now on.
-    pub fn accept_epoch(&self, epoch: u64) -> bool {
-        let cur = self.shared.epoch.fetch_max(epoch, Ordering::SeqCst);
-        drbridge_model::fencing::accept_hub_epoch(cur, epoch)
+    /// Accepts a hub epoch, or refuses one below the highest accepted. A higher epoch is
+    /// stored durably before it is accepted, so that no restart forgets it (also with no
+    /// work recorded); it is written with every record from now on.
+    pub async fn accept_epoch(&self, epoch: u64) -> Result<bool, crate::record::StoreError> {
+        let cur = self.shared.epoch.load(Ordering::SeqCst);
+        if !drbridge_model::fencing::accept_hub_epoch(cur, epoch) {
+            return Ok(false);
+        }
+        if epoch > cur {
+            self.shared.store.save_epoch(epoch).await?;
+            self.shared.epoch.fetch_max(epoch, Ordering::SeqCst);
+        }
+        Ok(true)
     }
 
     /// What Hello reports: every record, with the generation whose spec the agent holds
@@ -572,6 +591,33 @@ async fn retry(mailbox: &Mailbox, pending: Pending, attempt: &mut u32) {
     }
 }
 
+/// The uid to record when the work owns the object of a prepared manifest, `None` when it does
+/// not. As in OCM, a work owns (and so may delete) what it writes with Update or
+/// ServerSideApply, and what it created with CreateOnly; never a ReadOnly object, nor an
+/// object that existed before a CreateOnly manifest found it, nor a protected namespace.
+fn owned_uid(s: &Slot, old: Option<&AppliedResource>, allowlist: &Allowlist) -> Option<String> {
+    let old_uid = || old.map(|a| a.uid.clone()).unwrap_or_default();
+    if allowlist.protects(&s.meta.group, &s.meta.kind, &s.meta.name) {
+        return None;
+    }
+    match s.strategy() {
+        Strategy::ReadOnly => None,
+        Strategy::CreateOnly => {
+            if s.created {
+                return Some(s.uid.clone());
+            }
+            let a = old?;
+            // Owned if recorded under this incarnation; unknown (the read failed) keeps it.
+            (s.uid.is_empty() || (!a.uid.is_empty() && a.uid == s.uid)).then(|| a.uid.clone())
+        }
+        Strategy::Update | Strategy::ServerSideApply { .. } => Some(if s.uid.is_empty() {
+            old_uid()
+        } else {
+            s.uid.clone()
+        }),
+    }
+}
+
 fn applied_resource(s: &Slot, t: &Target, uid: String) -> AppliedResource {
     AppliedResource {
         group: t.resolved.group.clone(),
@@ -608,19 +654,14 @@ async fn apply_work<C: Cluster, S: RecordStore>(
         .as_ref()
         .map(|r| r.resources.clone())
         .unwrap_or_default();
-    let old_uid = |t: &Target| {
-        old_resources
-            .iter()
-            .find(|a| a.key() == t.key())
-            .map(|a| a.uid.clone())
-            .unwrap_or_default()
-    };
+    let old_of = |t: &Target| old_resources.iter().find(|a| a.key() == t.key());
+    let allowlist = &shared.cfg.policy.allowlist;
+    // What the work will own once applied (a CreateOnly object only once it is created).
     let intended: Vec<AppliedResource> = slots
         .iter()
         .filter_map(|s| {
-            s.target
-                .as_ref()
-                .map(|t| applied_resource(s, t, old_uid(t)))
+            let t = s.target.as_ref()?;
+            owned_uid(s, old_of(t), allowlist).map(|uid| applied_resource(s, t, uid))
         })
         .collect();
     let mut union = intended.clone();
@@ -658,21 +699,17 @@ async fn apply_work<C: Cluster, S: RecordStore>(
         shared.metrics.works_applied.inc();
     }
 
-    // The record now lists what this generation applied, plus dropped objects that
-    // could not be deleted yet.
+    // The record now lists what this generation owns, the objects of manifests that cannot
+    // be prepared or applied now, and dropped objects that could not be deleted yet.
     let mut resources: Vec<AppliedResource> = slots
         .iter()
         .filter_map(|s| {
             let t = s.target.as_ref()?;
-            let uid = if s.uid.is_empty() {
-                old_uid(t)
-            } else {
-                s.uid.clone()
-            };
-            Some(applied_resource(s, t, uid))
+            owned_uid(s, old_of(t), allowlist).map(|uid| applied_resource(s, t, uid))
         })
         .collect();
     let new_keys: Vec<ResourceKey> = resources.iter().map(AppliedResource::key).collect();
+    let named: Vec<Named> = slots.iter().map(Slot::named).collect();
     let others = shared.other_records(name);
     for a in old_resources
         .iter()
@@ -680,8 +717,26 @@ async fn apply_work<C: Cluster, S: RecordStore>(
     {
         let key = a.key();
         let t = target_of(a);
+        if slots
+            .iter()
+            .any(|s| s.target.as_ref().is_some_and(|st| st.key() == key))
+        {
+            // Applied this generation, but not the work's (ReadOnly, CreateOnly over an
+            // object that existed): released, never deleted.
+            info!(object = %key, "the work does not own this object; released from its record, not deleted");
+            continue;
+        }
+        if still_named(&a.group, &a.kind, &a.namespace, &a.name, &named) {
+            // Only a newer generation that no longer names an object deletes it; a manifest
+            // that cannot be prepared now (its condition says why) keeps it.
+            info!(object = %key, "the manifest naming this object cannot be applied now; keeping the object and its record");
+            resources.push(a.clone());
+            continue;
+        }
         if decision == Decision::Replace {
             info!(object = %key, "object of a previous incarnation of the work is no longer tracked (kept)");
+        } else if allowlist.protects(&a.group, &a.kind, &a.name) {
+            info!(object = %key, "a protected namespace is never deleted; released from the record");
         } else if !may_delete(&key, &policy, others.iter().map(Vec::as_slice)) {
             info!(object = %key, "object dropped from the work is orphaned or shared; not deleting it");
         } else {
@@ -799,6 +854,15 @@ async fn delete_work<C: Cluster, S: RecordStore>(
     for a in &record.resources {
         let key = a.key();
         let t = target_of(a);
+        if shared
+            .cfg
+            .policy
+            .allowlist
+            .protects(&a.group, &a.kind, &a.name)
+        {
+            info!(object = %key, "a protected namespace is never deleted; leaving it");
+            continue;
+        }
         if !may_delete(
             &key,
             &record.delete_policy,

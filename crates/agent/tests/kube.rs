@@ -90,7 +90,16 @@ async fn agent_against_a_real_api_server() {
         json!(ks.metadata.uid.unwrap())
     );
 
-    let mut h = connect(agent, cluster, store, 1).await;
+    let mut h = connect(agent, cluster, store.clone(), 1).await;
+    // The accepted hub epoch is kept in an AppliedWork of its own, which is no work's record.
+    let s = store.clone();
+    eventually("hub epoch stored", async || {
+        s.load_epoch().await.unwrap_or(0) == 1
+    })
+    .await;
+    store.save_epoch(3).await.unwrap();
+    assert_eq!(store.load_epoch().await.unwrap(), 3);
+    assert!(store.list().await.unwrap().is_empty());
     create_update_and_foreground_delete(&mut h, &client).await;
     adoption_and_dropped_manifest(&mut h, &client).await;
     orphan_keeps_objects(&mut h, &client).await;

@@ -155,6 +155,64 @@ pub fn dropped<'a>(old: &'a [ResourceKey], new: &[ResourceKey]) -> Vec<&'a Resou
     old.iter().filter(|k| !new.contains(k)).collect()
 }
 
+/// What one manifest of a newer generation names, as far as it could be read. A manifest
+/// that failed before discovery has a kind but no resource, so it is matched by group, kind,
+/// namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Named {
+    /// An empty namespace means "not known": it matches any namespace.
+    Object {
+        group: String,
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    /// Nothing could be read (invalid JSON, a work over the size limit, no kind or name): the
+    /// manifest may name any object.
+    Unknown,
+}
+
+impl Named {
+    pub fn object(group: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        if kind.is_empty() || name.is_empty() {
+            return Named::Unknown;
+        }
+        Named::Object {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+/// Whether a newer generation's manifests still name a recorded object (group, kind,
+/// namespace, name). Only an object no manifest names may leave the work's record (and be
+/// deleted): a manifest that cannot be read, resolved or applied right now (a discovery
+/// timeout, an allowlist narrowed before a restart, a lowered size limit) keeps its object.
+pub fn still_named(
+    group: &str,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    manifests: &[Named],
+) -> bool {
+    manifests.iter().any(|m| match m {
+        Named::Unknown => true,
+        Named::Object {
+            group: g,
+            kind: k,
+            namespace: ns,
+            name: n,
+        } => {
+            g == group
+                && k == kind
+                && n == name
+                && (ns.is_empty() || namespace.is_empty() || ns == namespace)
+        }
+    })
+}
+
 /// Whether an object may be deleted for a work: the work owns it under its delete
 /// option, and no other work's record lists it (then it is only dropped from this one).
 pub fn may_delete<'a>(
@@ -241,6 +299,41 @@ mod tests {
         assert!(!sel.owns(&ns));
         assert!(sel.owns(&vrg));
         assert!(DeletePolicy::SelectivelyOrphan(vec![]).owns(&ns));
+    }
+
+    #[test]
+    fn what_a_generation_still_names() {
+        let vrg =
+            |ns: &str| Named::object("ramendr.openshift.io", "VolumeReplicationGroup", ns, "app");
+        let named = |m: &[Named]| {
+            still_named(
+                "ramendr.openshift.io",
+                "VolumeReplicationGroup",
+                "app",
+                "app",
+                m,
+            )
+        };
+        assert!(named(&[vrg("app")]));
+        // A namespaced manifest without its namespace, or a cluster-scoped record.
+        assert!(named(&[vrg("")]));
+        assert!(!named(&[vrg("other")]));
+        assert!(!named(&[Named::object("", "ConfigMap", "app", "app")]));
+        assert!(!named(&[]));
+        // An unreadable manifest may name anything.
+        assert!(named(&[
+            Named::object("", "ConfigMap", "app", "x"),
+            Named::Unknown
+        ]));
+        assert_eq!(Named::object("", "", "", "x"), Named::Unknown);
+        assert_eq!(Named::object("", "ConfigMap", "", ""), Named::Unknown);
+        assert!(still_named(
+            "",
+            "Namespace",
+            "",
+            "app",
+            &[Named::object("", "Namespace", "junk", "app")]
+        ));
     }
 
     #[test]

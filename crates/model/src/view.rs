@@ -77,6 +77,15 @@ pub fn secrets_refused() -> ViewError {
     }
 }
 
+/// The agent's view allowlist refuses the object (as for Secrets, a type error: Ramen must not
+/// read it as "absent").
+pub fn not_allowed(message: &str) -> ViewError {
+    ViewError {
+        reason: REASON_RESOURCE_TYPE_INVALID,
+        message: message.to_string(),
+    }
+}
+
 /// The GET failed (`GetResourceFailed`), with the client error's text.
 pub fn get_failed(client_error: &str) -> ViewError {
     failed(REASON_GET_RESOURCE_FAILED, client_error)

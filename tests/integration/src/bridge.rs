@@ -11,6 +11,8 @@ use drbridge_agent::{Agent, HubEndpoint, KubeCluster, KubeRecordStore, WorkConfi
 use drbridge_hub::{Hub, HubOptions};
 use drbridge_localenv::Env;
 use drbridge_localenv::bridge::{BridgePki, prepare_hub, prepare_managed};
+use drbridge_model::Allowlist;
+use drbridge_model::allowlist::{KindRule, ViewRule};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -50,11 +52,20 @@ impl Default for BridgeOptions {
         let mut hub = HubOptions::default();
         hub.grpc.heartbeat = Duration::from_secs(1);
         hub.grpc.idle_timeout = Duration::from_secs(5);
-        Self {
-            hub,
-            work: WorkConfig::default(),
-        }
+        let mut work = WorkConfig::default();
+        work.policy.allowlist = test_allowlist();
+        Self { hub, work }
     }
+}
+
+/// Ramen's default allowlist, plus what these tests use in place of Ramen's objects:
+/// ConfigMaps in any namespace, and views of ConfigMaps and AppliedWorks.
+pub fn test_allowlist() -> Allowlist {
+    let mut a = Allowlist::default();
+    a.kinds.push(KindRule::new("", "ConfigMap"));
+    a.views.push(ViewRule::new("", "configmaps"));
+    a.views.push(ViewRule::new("drbridge.io", "appliedworks"));
+    a
 }
 
 /// Real clusters with drbridge between them.

@@ -719,10 +719,10 @@ fn agent_chart_grants_exactly_its_allowlist() {
         !grants[&("rbac.authorization.k8s.io".into(), "clusterroles".into())].contains("delete"),
         "deleting any ClusterRole is not granted"
     );
-    // Views are read-only and cover Ramen's catalogue.
+    // Views are read-only and cover Ramen's catalogue; CRDs only the two Ramen probes.
     for (g, r) in [
         ("storage.k8s.io", "storageclasses"),
-        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("csiaddons.openshift.io", "networkfenceclasses"),
         (
             "replication.storage.openshift.io",
             "volumereplicationclasses",
@@ -734,6 +734,25 @@ fn agent_chart_grants_exactly_its_allowlist() {
             "{g}/{r}"
         );
     }
+    assert!(!grants.contains_key(&(
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into()
+    )));
+    let crd = named
+        .iter()
+        .find(|r| strings(&r["resources"]) == ["customresourcedefinitions"])
+        .expect("CRD view rule with resourceNames");
+    assert_eq!(
+        strings(&crd["resourceNames"]),
+        [
+            "volumegroupsnapshots.groupsnapshot.storage.k8s.io",
+            "volumegroupsnapshots.groupsnapshot.storage.openshift.io"
+        ]
+    );
+    assert_eq!(strings(&crd["verbs"]), ["get", "list", "watch"]);
+    // The agent denies its own namespace (the release namespace) to works and views.
+    let deploy = one(&objs, "Deployment");
+    assert_eq!(env_of(deploy)["DRBRIDGE_NAMESPACE"], "drbridge");
 
     let deploy = one(&objs, "Deployment");
     assert_single_writer_deployment(deploy, false, 9991);
@@ -1583,8 +1602,9 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
     let agent_task =
         tokio::spawn(async move { running.run(&hub_endpoint, &ready_tx, stop_rx).await });
 
-    // Ramen's kind of work: a namespace, a ConfigMap and Ramen's VRG-edit ClusterRole, which the
-    // agent may create without `escalate` because it holds every permission the role grants.
+    // Ramen's kind of work: namespaces, the DR-cluster operator's ConfigMap and Ramen's
+    // VRG-edit ClusterRole, which the agent may create without `escalate` because it holds
+    // every permission the role grants.
     works(&hub_admin, "dr1")
         .create(
             &PostParams::default(),
@@ -1593,8 +1613,10 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
                 "dr1",
                 vec![
                     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ramen-system"}}),
                     json!({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": "cm", "namespace": "app"}, "data": {"k": "v"}}),
+                           "metadata": {"name": "ramen-dr-cluster-operator-config", "namespace": "ramen-system"},
+                           "data": {"k": "v"}}),
                     ramen_cluster_role("volrepgroup-edit", "volumereplicationgroups"),
                 ],
             ),
@@ -1617,8 +1639,8 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
             &PostParams::default(),
             &dynamic(json!({
                 "apiVersion": "view.open-cluster-management.io/v1beta1", "kind": "ManagedClusterView",
-                "metadata": {"name": "cm-view", "namespace": "dr1"},
-                "spec": {"scope": {"version": "v1", "kind": "ConfigMap", "name": "cm", "namespace": "app"}},
+                "metadata": {"name": "ns-view", "namespace": "dr1"},
+                "spec": {"scope": {"version": "v1", "kind": "Namespace", "name": "app"}},
             })),
         )
         .await
@@ -1638,8 +1660,8 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         "the hub patched its finalizer in: {:?}",
         mw.metadata.finalizers
     );
-    let cm = Api::<ConfigMap>::namespaced(dr1_admin.clone(), "app")
-        .get("cm")
+    let cm = Api::<ConfigMap>::namespaced(dr1_admin.clone(), "ramen-system")
+        .get("ramen-dr-cluster-operator-config")
         .await
         .unwrap();
     assert_eq!(cm.data.unwrap()["k"], "v");
@@ -1680,9 +1702,9 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
             .is_none()
     );
 
-    let view = eventually("cm-view result", DEADLINE, || async {
-        let v = views(&hub_admin, "dr1").get("cm-view").await.ok()?;
-        (v.data["status"]["result"]["data"]["k"] == "v").then_some(v)
+    let view = eventually("ns-view result", DEADLINE, || async {
+        let v = views(&hub_admin, "dr1").get("ns-view").await.ok()?;
+        (v.data["status"]["result"]["metadata"]["name"] == "app").then_some(v)
     })
     .await;
     assert!(

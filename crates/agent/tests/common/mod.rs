@@ -9,6 +9,7 @@ use std::time::Duration;
 use drbridge_agent::cluster::Cluster;
 use drbridge_agent::pb;
 use drbridge_agent::session::{Outcome, run_session};
+use drbridge_agent::testing::FakeCluster;
 use drbridge_agent::{Agent, RecordStore, WorkConfig};
 use drbridge_model::Allowlist;
 use pb::agent_message::Body;
@@ -78,6 +79,37 @@ pub async fn connect<C: Cluster + Clone, S: RecordStore + Clone>(
         next_sync: 1,
         seen: Vec::new(),
     }
+}
+
+/// A fake cluster with the kube-system namespace the agent's claims read.
+pub fn fake_cluster() -> FakeCluster {
+    let c = FakeCluster::new();
+    c.put(
+        "Namespace",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
+    );
+    c
+}
+
+/// Starts an agent over `cluster` and `store` with `cfg`, and opens a session at `epoch`.
+pub async fn start_agent<C: Cluster + Clone, S: RecordStore + Clone>(
+    cluster: &C,
+    store: &S,
+    cfg: WorkConfig,
+    epoch: u64,
+) -> Harness<C, S> {
+    let agent = Arc::new(
+        Agent::start(
+            Arc::new(cluster.clone()),
+            Arc::new(store.clone()),
+            "c1",
+            cfg,
+            Default::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    connect(agent, cluster.clone(), store.clone(), epoch).await
 }
 
 pub fn b(v: Value) -> Vec<u8> {
@@ -210,6 +242,32 @@ impl<C: Cluster, S: RecordStore> Harness<C, S> {
             .await
             .unwrap();
         id
+    }
+
+    /// Sends works in a sync that completes the resync, and waits until they are recorded.
+    pub async fn send(&mut self, works: Vec<pb::Work>) {
+        let id = self.sync(works, vec![], vec![], true).await;
+        self.ack(id).await;
+    }
+
+    /// Deletes a work with `policy` and waits until the agent reports it gone.
+    pub async fn delete_work(
+        &mut self,
+        name: &str,
+        uid: &str,
+        generation: i64,
+        policy: pb::delete_option::Policy,
+    ) {
+        let id = self
+            .sync(
+                vec![deleting(name, uid, generation, policy)],
+                vec![],
+                vec![],
+                false,
+            )
+            .await;
+        self.ack(id).await;
+        self.gone(name).await;
     }
 
     /// The first message, in the order sent, that `f` accepts; it is consumed, the others
