@@ -4,7 +4,8 @@
 //!   DRPlacementControl) and the VolumeReplicationGroup, with Go's JSON shapes.
 //! * [`config`]: S3 profiles in the RamenConfig ConfigMaps and their Secrets.
 //! * [`objects`]: the DRCluster, DRPolicy, Placement and DRPC `drbridge dr` creates.
-//! * [`safety`]: checks before a failover, relocate or clear.
+//! * [`safety`]: checks before a failover, relocate, clear or disable.
+//! * [`cleanup`]: following the removal of protection.
 //! * [`status`]: status rows (with recovery-point health) and the detail of one DRPC.
 //! * [`explain`]: conditions in sentences.
 //! * [`progress`]: following an action to its end.
@@ -14,6 +15,7 @@
 //! Facts about Ramen come from RamenDR/ramen at the commit named in
 //! `docs/ramen-ocm-contract.md`.
 
+pub mod cleanup;
 pub mod config;
 pub mod connection;
 pub mod consts;
