@@ -10,6 +10,7 @@
 //! * [`explain`]: conditions in sentences.
 //! * [`progress`]: following an action to its end.
 //! * [`view`], [`connection`]: what the hub's views and ManagedClusters say about a cluster.
+//! * [`demo`]: the phases, transport share, live lines and summary of `drbridge demo`.
 //! * [`crds`]: CRDs generated from [`types`], for tests only.
 //!
 //! Facts about Ramen come from RamenDR/ramen at the commit named in
@@ -20,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod consts;
 pub mod crds;
+pub mod demo;
 pub mod explain;
 pub mod objects;
 pub mod progress;
