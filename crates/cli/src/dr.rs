@@ -6,7 +6,7 @@
 //! The logic without a cluster (checks, rows, sentences, objects) is in `drbridge-dr`; this
 //! module reads and writes the hub, asks for confirmation and follows actions.
 
-mod hub;
+pub(crate) mod hub;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use drbridge_api::cluster::consts::PLACEMENT_LABEL;
 use drbridge_api::cluster::{ManagedCluster, Placement, PlacementDecision};
+use drbridge_dr::cleanup::CleanupSnapshot;
 use drbridge_dr::config::{self, Change, S3Credentials, S3StoreProfile, SecretReference};
 use drbridge_dr::consts::config as ramen_config;
 use drbridge_dr::explain::{self, Problem};
@@ -101,8 +102,11 @@ pub enum DrCommand {
     /// Relocate an application to another cluster (planned: final sync, no data loss,
     /// downtime).
     Relocate(ActionArgs),
-    /// Clear the action of a DRPlacementControl after it completed.
+    /// Clear the action of a DRPlacementControl after it completed (and its failoverCluster).
     Clear(ClearArgs),
+    /// Remove the protection of an application: delete its DRPlacementControl and Placement.
+    /// The application and its PVCs stay where they run; Ramen deletes its VRGs.
+    Disable(DisableArgs),
     /// Status of protected applications; with NAME, the detail of one.
     Status(StatusArgs),
 }
@@ -260,6 +264,24 @@ pub struct ClearArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// The DRPlacementControl.
+    pub name: String,
+    /// Remove protection even though an action is underway or a cluster is unreachable.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Return once the deletion is requested instead of following Ramen's cleanup.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to follow the cleanup.
+    #[arg(long, default_value = "10m", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// A DRPlacementControl: show its detail.
     pub name: Option<String>,
@@ -268,7 +290,7 @@ pub struct StatusArgs {
     pub watch: bool,
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n
         .parse()
@@ -324,8 +346,15 @@ pub async fn run(args: DrArgs) -> anyhow::Result<()> {
         DrCommand::Failover(a) => act(&g, a, DRAction::Failover).await,
         DrCommand::Relocate(a) => act(&g, a, DRAction::Relocate).await,
         DrCommand::Clear(a) => clear(&g, a).await,
+        DrCommand::Disable(a) => disable(&g, a).await,
         DrCommand::Status(a) => status(&g, a).await,
     }
+}
+
+/// The ops namespace `dr` uses when none is given (Ramen's default `ramenOpsNamespace`).
+pub(crate) fn default_ops_namespace() -> String {
+    std::env::var("DRBRIDGE_RAMEN_OPS_NAMESPACE")
+        .unwrap_or_else(|_| ramen_config::DEFAULT_OPS_NAMESPACE.to_string())
 }
 
 async fn hub_client(g: &Global) -> anyhow::Result<kube::Client> {
@@ -392,7 +421,7 @@ fn apply_params() -> PatchParams {
 }
 
 /// Creates the namespace if it is missing; true if it did.
-async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<bool> {
+pub(crate) async fn ensure_namespace(client: &kube::Client, name: &str) -> anyhow::Result<bool> {
     let api: Api<Namespace> = Api::all(client.clone());
     if api.get_opt(name).await?.is_some() {
         return Ok(false);
@@ -961,7 +990,7 @@ async fn protect(g: &Global, a: ProtectArgs) -> anyhow::Result<()> {
 }
 
 /// Ready as Ramen's e2e `waitDRPCReady` judges it.
-fn protected_outcome(d: Option<&DRPlacementControl>, _current: Option<&str>) -> Outcome {
+pub(crate) fn protected_outcome(d: Option<&DRPlacementControl>, _current: Option<&str>) -> Outcome {
     use drbridge_dr::consts::condition as ct;
     let Some(d) = d else {
         return Outcome::Failed("the DRPlacementControl was deleted".into());
@@ -985,7 +1014,7 @@ fn protected_outcome(d: Option<&DRPlacementControl>, _current: Option<&str>) -> 
 // failover, relocate, clear
 
 /// Asks on the terminal; refuses without one.
-fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
+pub(crate) fn confirm(question: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
@@ -1171,8 +1200,9 @@ async fn clear(g: &Global, a: ClearArgs) -> anyhow::Result<()> {
         &client,
         drpc,
         safety::clear,
-        // `null` removes the field: Ramen's CRD admits only Failover or Relocate.
-        json!({"action": null}),
+        // `null` removes the field: Ramen's CRD admits only Failover or Relocate. A leftover
+        // failoverCluster would be the default target of the next failover.
+        json!({"action": null, "failoverCluster": null}),
         a.force,
         a.yes,
         g.output,
@@ -1191,6 +1221,217 @@ async fn clear(g: &Global, a: ClearArgs) -> anyhow::Result<()> {
     }
 }
 
+async fn disable(g: &Global, a: DisableArgs) -> anyhow::Result<()> {
+    let client = hub_client(g).await?;
+    let mut drpc = hub::find_drpc(&client, &g.ops_namespace, &a.name).await?;
+    let ns = drpc.metadata.namespace.clone().unwrap_or_default();
+    let name = drpc.metadata.name.clone().unwrap_or_default();
+    let api: Api<DRPlacementControl> = Api::namespaced(client.clone(), &ns);
+    let mut confirmed = false;
+    let mut around = hub::around(&client, &drpc).await?;
+    let mut plan;
+    let mut attempts = 0;
+    loop {
+        plan = safety::disable(&situation(&drpc, &around));
+        if !plan.blocking(a.force).is_empty() {
+            bail!("{}", plan.refusal_message(a.force));
+        }
+        if plan.already_requested {
+            for n in &plan.notes {
+                say(g.output, n);
+            }
+            break;
+        }
+        if !confirmed {
+            confirm(&plan.question(a.force), a.yes)?;
+            confirmed = true;
+        }
+        // Deletes exactly what the checks read: a DRPC changed meanwhile is checked again.
+        let dp = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                resource_version: drpc.metadata.resource_version.clone(),
+                uid: drpc.metadata.uid.clone(),
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &dp).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 404 => break,
+            Err(e) if is_conflict(&e) && attempts < 5 => {
+                attempts += 1;
+                drpc = api
+                    .get_opt(&name)
+                    .await?
+                    .with_context(|| format!("DRPlacementControl {ns}/{name} was deleted"))?;
+                around = hub::around(&client, &drpc).await?;
+            }
+            Err(e) => return Err(e).kctx(|| format!("deleting DRPlacementControl {ns}/{name}")),
+        }
+    }
+    // Ramen's e2e deletes the Placement right after the DRPC; Ramen's finalizer keeps it
+    // until the DRPC is cleaned up.
+    let (placement_ns, placement) = placement_of(&drpc);
+    if !placement.is_empty() {
+        match Api::<Placement>::namespaced(client.clone(), &placement_ns)
+            .delete(&placement, &Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                return Err(e).kctx(|| format!("deleting Placement {placement_ns}/{placement}"));
+            }
+        }
+    }
+    let on = plan.from.clone().unwrap_or_else(|| "?".into());
+    if !plan.already_requested {
+        say(
+            g.output,
+            &format!(
+                "Removing the protection of {ns}/{name}: DRPlacementControl and Placement \
+                 {placement_ns}/{placement} deleted; Ramen now deletes the VRGs."
+            ),
+        );
+    }
+    if a.no_wait {
+        if g.output == Output::Table {
+            say(
+                g.output,
+                &format!("Follow it with `drbridge dr status {name} --watch`."),
+            );
+        }
+        return Ok(());
+    }
+    let clusters: Vec<String> = around.clusters.keys().cloned().collect();
+    let started = Instant::now();
+    let last = follow_cleanup(&client, &drpc, &clusters, a.timeout, g.output).await?;
+    say(
+        g.output,
+        &format!(
+            "Protection of {ns}/{name} removed after {}: its DRPlacementControl, Placement and \
+             VRGs are gone. The application and its PVCs stay on {on}.",
+            drbridge_dr::time::human(started.elapsed())
+        ),
+    );
+    match g.output {
+        Output::Table => Ok(()),
+        out => emit(out, &serde_json::to_value(&last)?),
+    }
+}
+
+/// The namespace and name of the DRPC's Placement.
+fn placement_of(drpc: &DRPlacementControl) -> (String, String) {
+    let ns = drpc
+        .spec
+        .placement_ref
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| drpc.metadata.namespace.clone())
+        .unwrap_or_default();
+    (ns, drpc.spec.placement_ref.name.clone().unwrap_or_default())
+}
+
+/// One look at a removal: the DRPC, its Placement, and per cluster the VRG's work, view
+/// and connection.
+async fn cleanup_snapshot(
+    client: &kube::Client,
+    drpc: &DRPlacementControl,
+    clusters: &[String],
+) -> anyhow::Result<CleanupSnapshot> {
+    use drbridge_dr::cleanup::WorkState;
+    let ns = drpc.metadata.namespace.clone().unwrap_or_default();
+    let name = drpc.metadata.name.clone().unwrap_or_default();
+    let now = hub::get_drpc(client, &ns, &name).await?.map(|d| {
+        let st = d.status.unwrap_or_default();
+        (st.phase, st.progression)
+    });
+    let (pns, pname) = placement_of(drpc);
+    let placement = !pname.is_empty()
+        && Api::<Placement>::namespaced(client.clone(), &pns)
+            .get_opt(&pname)
+            .await
+            .kctx(|| format!("reading Placement {pns}/{pname}"))?
+            .is_some();
+    let mut per = BTreeMap::new();
+    for c in clusters {
+        let mw = Api::<drbridge_api::work::ManifestWork>::namespaced(client.clone(), c)
+            .get_opt(&drbridge_api::ramen::manifest_work_names::vrg(&name, &ns))
+            .await
+            .kctx(|| format!("reading the VRG ManifestWork of {c}"))?;
+        let work = match mw {
+            None => WorkState::Absent,
+            Some(w) if w.metadata.deletion_timestamp.is_some() => WorkState::Deleting,
+            Some(_) => WorkState::Present,
+        };
+        let (conn, view) = hub::cluster_state(client, c, &name, &ns).await;
+        per.insert(c.clone(), (work, view, conn));
+    }
+    Ok(CleanupSnapshot::new(now, placement, &per))
+}
+
+/// Follows Ramen's cleanup after a DRPC deletion, printing each change, until everything is
+/// gone. Woken by watches of the DRPC, the VRG works and views (no polling).
+async fn follow_cleanup(
+    client: &kube::Client,
+    drpc: &DRPlacementControl,
+    clusters: &[String],
+    timeout: Duration,
+    out: Output,
+) -> anyhow::Result<CleanupSnapshot> {
+    let ns = drpc.metadata.namespace.clone().unwrap_or_default();
+    let name = drpc.metadata.name.clone().unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (pns, pname) = placement_of(drpc);
+    let streams = vec![
+        hub::wake_on(
+            Api::<DRPlacementControl>::namespaced(client.clone(), &ns),
+            Some(&name),
+        ),
+        hub::wake_on(
+            Api::<Placement>::namespaced(client.clone(), &pns),
+            Some(&pname),
+        ),
+        hub::wake_on(
+            Api::<drbridge_api::work::ManifestWork>::all(client.clone()),
+            Some(&drbridge_api::ramen::manifest_work_names::vrg(&name, &ns)),
+        ),
+        hub::wake_on(
+            Api::<drbridge_api::view::ManagedClusterView>::all(client.clone()),
+            Some(&drbridge_dr::consts::vrg_view_name(&name, &ns)),
+        ),
+        hub::wake_on(Api::<ManagedCluster>::all(client.clone()), None),
+    ];
+    let mut wake = futures::stream::select_all(streams);
+    let mut last: Option<CleanupSnapshot> = None;
+    loop {
+        let snap = cleanup_snapshot(client, drpc, clusters).await?;
+        if let Some(line) = snap.line_since(last.as_ref()) {
+            say(out, &format!("{}  {line}", clock(hub::now())));
+        }
+        match snap.outcome() {
+            Outcome::Done => return Ok(snap),
+            Outcome::Failed(why) => bail!("{why}"),
+            Outcome::Pending => {}
+        }
+        last = Some(snap);
+        match tokio::time::timeout_at(deadline, wake.next()).await {
+            Ok(Some(())) => {}
+            Ok(None) => bail!("the watches of {ns}/{name} ended"),
+            Err(_) => {
+                let mut msg = format!(
+                    "timed out after {} waiting for Ramen to remove the protection of {ns}/{name}",
+                    drbridge_dr::time::human(timeout)
+                );
+                if let Some(l) = last.as_ref().and_then(|s| s.line_since(None)) {
+                    msg.push_str(&format!("; last seen: {}", l.trim_end()));
+                }
+                bail!("{msg}")
+            }
+        }
+    }
+}
+
 /// Follows a DRPC until `judge` says it is done or failed, printing phase and progression
 /// changes. Woken by watches of the DRPC and of its Placement's decisions (no polling).
 async fn follow(
@@ -1204,21 +1445,11 @@ async fn follow(
     let ns = drpc.metadata.namespace.clone().unwrap_or_default();
     let name = drpc.metadata.name.clone().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + timeout;
-    let drpcs = watcher(
+    let drpcs = hub::wake_on(
         Api::<DRPlacementControl>::namespaced(client.clone(), &ns),
-        watcher::Config::default().fields(&format!("metadata.name={name}")),
-    )
-    .default_backoff()
-    .map(|_| ())
-    .boxed();
-    let placement_ns = drpc
-        .spec
-        .placement_ref
-        .namespace
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| ns.clone());
-    let placement = drpc.spec.placement_ref.name.clone().unwrap_or_default();
+        Some(&name),
+    );
+    let (placement_ns, placement) = placement_of(drpc);
     let decisions = watcher(
         Api::<PlacementDecision>::namespaced(client.clone(), &placement_ns),
         watcher::Config::default().labels(&format!("{PLACEMENT_LABEL}={placement}")),

@@ -1,6 +1,7 @@
 //! `drbridge`: the operator's command line.
 
 mod cluster;
+mod demo;
 mod dr;
 mod env;
 mod stack;
@@ -37,6 +38,9 @@ enum Command {
     /// Ramen DR: S3 profiles, DRClusters, DRPolicies, protect, failover, relocate, status.
     /// Also installed as the kubectl plugin `kubectl dr` (link the binary as kubectl-dr).
     Dr(dr::DrArgs),
+    /// Ramen's DR end to end on the local test bed: protect, relocate, a real disaster,
+    /// failover, heal; with timings.
+    Demo(demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -53,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Env(cmd) => env::run(cmd).await,
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Dr(args) => dr::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
     }
 }
 

@@ -446,6 +446,64 @@ async fn view_shows(hub: &kube::Client, cluster: &str, state: &str) {
     .await;
 }
 
+/// Ramen moves the primary role for `action`: the secondary's VRG work first, then the
+/// primary's, and the dr-cluster operators report the new states.
+async fn swap_roles(
+    hub: &kube::Client,
+    primary: (&str, &kube::Client),
+    secondary: (&str, &kube::Client),
+    action: &str,
+) {
+    update_mw_manifests(
+        hub,
+        secondary.0,
+        &vrg_mw_name(),
+        vec![vrg_manifest(secondary.0, "secondary", Some(action))],
+    )
+    .await;
+    update_mw_manifests(
+        hub,
+        primary.0,
+        &vrg_mw_name(),
+        vec![vrg_manifest(primary.0, "primary", Some(action))],
+    )
+    .await;
+    vrg_reports(secondary.1, "Secondary", true).await;
+    vrg_reports(primary.1, "Primary", true).await;
+}
+
+/// Waits until the hub shows `cluster` reachable (ManagedCluster Available, views without
+/// drbridge's unreachable-since annotation) or lost (the opposite of both).
+async fn hub_sees(hub: &kube::Client, cluster: &str, reachable: bool) {
+    let mcs: Api<ManagedCluster> = Api::all(hub.clone());
+    let what = if reachable {
+        "reachable"
+    } else {
+        "unreachable"
+    };
+    eventually(&format!("{cluster} {what}"), WAIT, || async {
+        let v = mcv_api(hub, cluster)
+            .get(&drbridge_dr::consts::vrg_view_name(APP, OPS))
+            .await
+            .ok()?;
+        let available = mcs
+            .get(cluster)
+            .await
+            .ok()?
+            .status?
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "ManagedClusterConditionAvailable" && c.status == "True");
+        let marked = v
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("drbridge.io/unreachable-since");
+        (available == reachable && marked != reachable).then_some(())
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1137,22 +1195,7 @@ async fn dr_commands_against_a_hub_where_the_test_plays_ramen() {
     )
     .await;
     run.expect("RunningFinalSync").await;
-    update_mw_manifests(
-        &hub,
-        "dr2",
-        &vrg_mw_name(),
-        vec![vrg_manifest("dr2", "secondary", Some("Relocate"))],
-    )
-    .await;
-    update_mw_manifests(
-        &hub,
-        "dr1",
-        &vrg_mw_name(),
-        vec![vrg_manifest("dr1", "primary", Some("Relocate"))],
-    )
-    .await;
-    vrg_reports(&dr2, "Secondary", true).await;
-    vrg_reports(&dr1, "Primary", true).await;
+    swap_roles(&hub, ("dr1", &dr1), ("dr2", &dr2), "Relocate").await;
     decide(&hub, &[("dr1", "dr1")]).await;
     drpc_status(
         &hub,
@@ -1223,27 +1266,7 @@ async fn dr_commands_against_a_hub_where_the_test_plays_ramen() {
 
     // --- A managed cluster is lost: connection state, relocate refused, failover allowed. ----
     b.stop_agent("dr1").await;
-    let mcs: Api<ManagedCluster> = Api::all(hub.clone());
-    eventually("dr1 unreachable", WAIT, || async {
-        let v = mcv_api(&hub, "dr1")
-            .get(&drbridge_dr::consts::vrg_view_name(APP, OPS))
-            .await
-            .ok()?;
-        let lost = mcs
-            .get("dr1")
-            .await
-            .ok()?
-            .status?
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "ManagedClusterConditionAvailable" && c.status != "True");
-        (lost
-            && v.metadata
-                .annotations?
-                .contains_key("drbridge.io/unreachable-since"))
-        .then_some(())
-    })
-    .await;
+    hub_sees(&hub, "dr1", false).await;
     let detail = cli.ok(&["status", APP]).await;
     let dr1_line = detail
         .lines()
@@ -1267,12 +1290,168 @@ async fn dr_commands_against_a_hub_where_the_test_plays_ramen() {
         e.contains("dr1 is unreachable since"),
         "the question says so: {e}"
     );
+    // Removing protection now would leave Ramen unable to delete dr1's VRG: refused.
+    let e = cli.fails(&["disable", APP, "--yes"]).await;
+    assert!(
+        e.contains("dr1 is unreachable since")
+            && e.contains("Ramen deletes the VRG there only once it is back"),
+        "{e}"
+    );
+    assert!(e.contains("repeat with --force"), "{e}");
     let out = cli
         .ok(&["failover", APP, "--to", "dr2", "--yes", "-o", "json"])
         .await;
     let d: DRPlacementControl = serde_json::from_str(&out).unwrap();
     assert_eq!(d.spec.failover_cluster, "dr2");
     b.start_agent("dr1").await;
+    hub_sees(&hub, "dr1", true).await;
+
+    // --- Clear after a failover also resets failoverCluster. --------------------------------
+    // Ramen completes the failover: dr2 Primary, dr1 Secondary.
+    let g = d.metadata.generation.unwrap();
+    swap_roles(&hub, ("dr2", &dr2), ("dr1", &dr1), "Failover").await;
+    view_shows(&hub, "dr2", "Primary").await;
+    view_shows(&hub, "dr1", "Secondary").await;
+    decide(&hub, &[("dr2", "dr2")]).await;
+    drpc_status(
+        &hub,
+        drpc_state(
+            g,
+            "FailedOver",
+            "Completed",
+            ("True", "Success", "Ready"),
+            "dr2",
+            5,
+        ),
+    )
+    .await;
+    let out = cli.ok(&["clear", APP, "--yes"]).await;
+    assert!(
+        out.contains("Cleared the Failover action of ramen-ops/busybox."),
+        "{out}"
+    );
+    assert!(
+        out.contains("spec.failoverCluster (dr2) is reset too."),
+        "{out}"
+    );
+    let d = drpc(&hub).await;
+    assert_eq!(d.spec.action, None);
+    assert_eq!(d.spec.failover_cluster, "", "failoverCluster is reset");
+
+    // --- Disable: the DRPC and Placement go, Ramen's cleanup is shown, the app stays. --------
+    // The application's own objects on dr2, which removing protection must not touch.
+    create_ns(&dr2, "busybox-app").await;
+    let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "busybox-pvc", "namespace": "busybox-app", "labels": {"appname": APP}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        dr2.clone(),
+        "busybox-app",
+    )
+    .create(&PostParams::default(), &pvc)
+    .await
+    .unwrap();
+    // Ramen holds the DRPC and the Placement with its finalizer until it has cleaned up.
+    let finalizer = json!({"metadata": {"finalizers": ["drpc.ramendr.openshift.io/finalizer"]}});
+    let no_finalizer = json!({"metadata": {"finalizers": null}});
+    let placements: Api<DynamicObject> = Api::namespaced_with(
+        hub.clone(),
+        OPS,
+        &kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            "cluster.open-cluster-management.io",
+            "v1beta1",
+            "Placement",
+        )),
+    );
+    let drpcs: Api<DRPlacementControl> = Api::namespaced(hub.clone(), OPS);
+    drpcs
+        .patch(APP, &PatchParams::default(), &Patch::Merge(&finalizer))
+        .await
+        .unwrap();
+    placements
+        .patch(APP, &PatchParams::default(), &Patch::Merge(&finalizer))
+        .await
+        .unwrap();
+    let mut run = cli.spawn(&["disable", APP, "--yes", "--timeout", "2m"]);
+    run.expect("Removing the protection of ramen-ops/busybox")
+        .await;
+    run.expect("VRG dr1 Secondary   VRG dr2 Primary   placement present")
+        .await;
+    let d = drpc(&hub).await;
+    assert!(d.metadata.deletion_timestamp.is_some());
+    assert!(
+        placements
+            .get(APP)
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    // Ramen: Deleting, the secondary's VRG work first (here dr1's), then the primary's.
+    drpc_status(
+        &hub,
+        json!({"phase": "Deleting", "progression": "Deleting"}),
+    )
+    .await;
+    run.expect("Deleting     Deleting").await;
+    drbridge_integration_tests::works::delete_mw(&hub, "dr1", &vrg_mw_name()).await;
+    run.expect("VRG dr1 gone").await;
+    drbridge_integration_tests::works::delete_mw(&hub, "dr2", &vrg_mw_name()).await;
+    run.expect("VRG dr1 gone   VRG dr2 gone").await;
+    for c in ["dr1", "dr2"] {
+        mcv_api(&hub, c)
+            .delete(
+                &drbridge_dr::consts::vrg_view_name(APP, OPS),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+    }
+    placements
+        .patch(APP, &PatchParams::default(), &Patch::Merge(&no_finalizer))
+        .await
+        .unwrap();
+    drpcs
+        .patch(APP, &PatchParams::default(), &Patch::Merge(&no_finalizer))
+        .await
+        .unwrap();
+    let out = run.finish(&cli).await;
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Protection of ramen-ops/busybox removed after")
+            && out
+                .stdout
+                .contains("The application and its PVCs stay on dr2."),
+        "{}",
+        out.stdout
+    );
+    for spoke in [&dr1, &dr2] {
+        assert!(
+            Api::<VolumeReplicationGroup>::namespaced(spoke.clone(), OPS)
+                .get_opt(APP)
+                .await
+                .unwrap()
+                .is_none(),
+            "the VRGs are gone"
+        );
+    }
+    assert!(
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+            dr2.clone(),
+            "busybox-app"
+        )
+        .get_opt("busybox-pvc")
+        .await
+        .unwrap()
+        .is_some(),
+        "the application's PVC stays"
+    );
+    let e = cli.fails(&["disable", APP, "--yes"]).await;
+    assert!(e.contains("there is no DRPlacementControl busybox"), "{e}");
 
     // --- The kubectl plugin: the same binary through a kubectl-dr link. -----------------------
     let dir = tempfile::tempdir().unwrap();
@@ -1291,10 +1470,7 @@ async fn dr_commands_against_a_hub_where_the_test_plays_ramen() {
         "{plugin}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(
-        plugin.contains("busybox") && plugin.contains("Relocated"),
-        "{plugin}"
-    );
+    assert!(plugin.contains("No DRPlacementControls."), "{plugin}");
     let help = tokio::process::Command::new(&link)
         .arg("--help")
         .output()

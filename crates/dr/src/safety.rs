@@ -1,4 +1,4 @@
-//! Checks before `drbridge dr failover|relocate|clear` changes a DRPC, from what the hub shows.
+//! Checks before `drbridge dr failover|relocate|clear|disable` changes a DRPC, from what the hub shows.
 //!
 //! Ramen checks again when it acts; these checks exist so that a user does not start an
 //! action Ramen would refuse or stall on (or one that loses data needlessly) without being
@@ -217,6 +217,70 @@ fn data_loss_note(s: &Situation<'_>, from: &str, plan: &mut Plan) {
     }
 }
 
+/// A note when replication lags more than three times the interval (Ramen's own lag
+/// threshold, `isGroupSyncLagging`): the loss is larger than the policy promises.
+fn lagging_note(s: &Situation<'_>, plan: &mut Plan) {
+    let Some(p) = s.policy else { return };
+    let status = s.drpc.status.clone().unwrap_or_default();
+    let Some(t) = &status.last_group_sync_time else {
+        return;
+    };
+    let interval = crate::time::parse_scheduling_interval(&p.spec.scheduling_interval)
+        .ok()
+        .flatten();
+    let age = crate::time::age(s.now, t);
+    if crate::status::RpoHealth::judge(Some(age), interval) == crate::status::RpoHealth::Stale {
+        plan.notes.push(format!(
+            "Replication is behind: the last group sync is {} old, more than three times the {} \
+             interval, so more is lost than the policy promises.",
+            crate::time::human(age),
+            p.spec.scheduling_interval
+        ));
+    }
+}
+
+/// Refuses a target whose VRG is not an established secondary (Ramen's
+/// `isValidFailoverTarget`): no VRG, a state other than Secondary (or Primary), or status
+/// for an older spec. `acts` completes "Ramen ... only to a cluster whose VRG is Secondary".
+fn established_secondary(s: &Situation<'_>, target: &str, plan: &mut Plan, acts: &str) {
+    match s.vrgs.get(target).unwrap_or(&VrgEvidence::NoView) {
+        VrgEvidence::Found { vrg, stale_since } => {
+            let st = vrg.status.clone().unwrap_or_default();
+            let current_gen = vrg
+                .metadata
+                .generation
+                .is_none_or(|g| st.observed_generation == g);
+            if st.state == vrg_state::PRIMARY {
+                plan.notes
+                    .push(format!("The VRG on {target} is already Primary."));
+            } else if st.state != vrg_state::SECONDARY || !current_gen {
+                let mut why = format!("its VRG reports state {}", dash(&st.state));
+                if !current_gen {
+                    why.push_str(" for an older spec");
+                }
+                plan.refuse(format!(
+                    "{target} is not an established secondary: {why}; Ramen {acts} only to a \
+                     cluster whose VRG is Secondary"
+                ));
+            }
+            if let Some(t) = stale_since {
+                plan.notes.push(format!(
+                    "The VRG on {target} is shown as of {}, when the hub last heard from {target}.",
+                    crate::time::rfc3339(t)
+                ));
+            }
+        }
+        VrgEvidence::Absent => plan.refuse(format!(
+            "{target} is not an established secondary: it has no VRG for the application, so it \
+             holds no replica to start the application from"
+        )),
+        other => plan.notes.push(format!(
+            "drbridge cannot see the VRG on {target} ({}); Ramen checks it before it starts.",
+            other.summary()
+        )),
+    }
+}
+
 /// Checks a failover of the DRPC to `target`.
 pub fn failover(s: &Situation<'_>, target: &str) -> Plan {
     let d = s.drpc;
@@ -239,42 +303,7 @@ pub fn failover(s: &Situation<'_>, target: &str) -> Plan {
     if s.current.as_deref() == Some(target) {
         plan.refuse(format!("the application already runs on {target}"));
     }
-    match s.vrgs.get(target).unwrap_or(&VrgEvidence::NoView) {
-        VrgEvidence::Found { vrg, stale_since } => {
-            let st = vrg.status.clone().unwrap_or_default();
-            let current_gen = vrg
-                .metadata
-                .generation
-                .is_none_or(|g| st.observed_generation == g);
-            if st.state == vrg_state::PRIMARY {
-                plan.notes
-                    .push(format!("The VRG on {target} is already Primary."));
-            } else if st.state != vrg_state::SECONDARY || !current_gen {
-                let mut why = format!("its VRG reports state {}", dash(&st.state));
-                if !current_gen {
-                    why.push_str(" for an older spec");
-                }
-                plan.refuse(format!(
-                    "{target} is not an established secondary: {why}; Ramen fails over only to a \
-                     cluster whose VRG is Secondary"
-                ));
-            }
-            if let Some(t) = stale_since {
-                plan.notes.push(format!(
-                    "The VRG on {target} is shown as of {}, when the hub last heard from {target}.",
-                    crate::time::rfc3339(t)
-                ));
-            }
-        }
-        VrgEvidence::Absent => plan.refuse(format!(
-            "{target} is not an established secondary: it has no VRG for the application, so it \
-             holds no replica, and Ramen refuses it as a failover target"
-        )),
-        other => plan.notes.push(format!(
-            "drbridge cannot see the VRG on {target} ({}); Ramen checks it before it starts.",
-            other.summary()
-        )),
-    }
+    established_secondary(s, target, &mut plan, "fails over");
     peer_ready(
         s,
         &mut plan,
@@ -289,6 +318,7 @@ pub fn failover(s: &Situation<'_>, target: &str) -> Plan {
         ));
     }
     data_loss_note(s, &from, &mut plan);
+    lagging_note(s, &mut plan);
     if let Some(c) = s.current.as_ref().and_then(|c| s.connections.get(c)) {
         if c.is_connected() {
             plan.notes.push(format!(
@@ -323,6 +353,7 @@ pub fn relocate(s: &Situation<'_>, target: &str) -> Plan {
     if s.current.as_deref() == Some(target) {
         plan.refuse(format!("the application already runs on {target}"));
     }
+    established_secondary(s, target, &mut plan, "relocates");
     peer_ready(
         s,
         &mut plan,
@@ -378,16 +409,25 @@ pub fn relocate(s: &Situation<'_>, target: &str) -> Plan {
     plan
 }
 
-/// Checks clearing the DRPC's action.
+/// Checks clearing the DRPC's action. Clearing also resets `spec.failoverCluster`: a target
+/// left over from a finished failover would otherwise be the default of the next one.
 pub fn clear(s: &Situation<'_>) -> Plan {
     let d = s.drpc;
+    let leftover = (!d.spec.failover_cluster.is_empty()).then(|| d.spec.failover_cluster.clone());
     let Some(action) = d.spec.action else {
         let mut plan = Plan::new(
             format!("Clear the action of {}", qualified(d)),
             s.current.clone(),
         );
-        plan.already_requested = true;
-        plan.notes.push("It has no action; nothing changes.".into());
+        match leftover {
+            None => {
+                plan.already_requested = true;
+                plan.notes.push("It has no action; nothing changes.".into());
+            }
+            Some(c) => plan.notes.push(format!(
+                "It has no action; its leftover failoverCluster {c} is reset."
+            )),
+        }
         return plan;
     };
     let mut plan = Plan::new(
@@ -403,6 +443,57 @@ pub fn clear(s: &Situation<'_>) -> Plan {
     let on = s.current.clone().unwrap_or_else(|| "?".into());
     plan.notes.push(format!(
         "The application stays on {on}; Ramen keeps it protected there."
+    ));
+    if let Some(c) = leftover {
+        plan.notes
+            .push(format!("spec.failoverCluster ({c}) is reset too."));
+    }
+    plan
+}
+
+/// Checks removing the protection of an application (`drbridge dr disable`): deleting its
+/// DRPC and Placement. Ramen then deletes the VRGs (the secondary's first) and its views; the
+/// application and its PVCs stay where they run.
+pub fn disable(s: &Situation<'_>) -> Plan {
+    let d = s.drpc;
+    let on = s.current.clone().unwrap_or_else(|| "?".into());
+    let mut plan = Plan::new(
+        format!("Remove the protection of {}", qualified(d)),
+        s.current.clone(),
+    );
+    let status = d.status.clone().unwrap_or_default();
+    if d.metadata.deletion_timestamp.is_some() {
+        plan.already_requested = true;
+        plan.notes.push(format!(
+            "Its deletion is underway (phase {}, progression {}); nothing changes.",
+            dash(&status.phase),
+            dash(&status.progression)
+        ));
+        return plan;
+    }
+    if let Some(p) = action_in_progress(d) {
+        plan.refuse(format!(
+            "{p}; removing protection now leaves the application wherever the action stopped"
+        ));
+    }
+    let clusters: Vec<String> = s
+        .policy
+        .map(|p| p.spec.dr_clusters.clone())
+        .unwrap_or_else(|| s.connections.keys().cloned().collect());
+    for c in &clusters {
+        if let Some(conn) = s.connections.get(c)
+            && !conn.is_connected()
+        {
+            plan.refuse(format!(
+                "{c} is {}: Ramen deletes the VRG there only once it is back, so the protection \
+                 stays half removed (phase Deleting) until then",
+                conn.describe(s.now)
+            ));
+        }
+    }
+    plan.notes.push(format!(
+        "The application and its PVCs stay on {on}; only Ramen's VRGs go (the peer's first), \
+         and replication stops: there is no recovery point afterwards."
     ));
     plan
 }
@@ -525,6 +616,19 @@ mod tests {
             plan.notes
         );
         assert!(plan.notes[1].contains("relocate"));
+        // Replication far behind (4m against a 1m interval): said, not refused.
+        let mut d2 = drpc();
+        d2.status.as_mut().unwrap().last_group_sync_time =
+            crate::time::parse_time("2026-11-27T09:56:00Z");
+        let plan = failover(&situation(&d2, &p), "dr2");
+        assert!(plan.refusals.is_empty());
+        assert!(
+            plan.notes.iter().any(|n| n.starts_with(
+                "Replication is behind: the last group sync is 4m old, more than three times the 1m interval"
+            )),
+            "{:?}",
+            plan.notes
+        );
     }
 
     #[test]
@@ -645,6 +749,18 @@ mod tests {
                 .contains("a relocate needs both clusters")
         );
 
+        // The target holds no replica.
+        s.connections.insert("dr1".into(), connected("True"));
+        s.vrgs.insert("dr1".into(), VrgEvidence::Absent);
+        let plan = relocate(&s, "dr1");
+        assert_eq!(plan.refusals.len(), 1, "{plan:?}");
+        assert!(
+            plan.refusals[0]
+                .text
+                .starts_with("dr1 is not an established secondary: it has no VRG"),
+            "{plan:?}"
+        );
+
         let mut d2 = d.clone();
         d2.status.as_mut().unwrap().conditions[2] = cond("Protected", "False");
         let mut s = situation(&d2, &p);
@@ -666,5 +782,82 @@ mod tests {
         assert_eq!(plan.refusals.len(), 1);
         d.status.as_mut().unwrap().progression = "Completed".into();
         assert!(clear(&situation(&d, &p)).refusals.is_empty());
+    }
+
+    #[test]
+    fn clear_resets_a_leftover_failover_cluster() {
+        let (mut d, p) = (drpc(), policy());
+        d.spec.action = Some(DRAction::Failover);
+        d.spec.failover_cluster = "dr2".into();
+        let mut s = situation(&d, &p);
+        s.current = Some("dr2".into());
+        let plan = clear(&s);
+        assert!(plan.refusals.is_empty() && !plan.already_requested);
+        assert_eq!(plan.summary, "Clear the Failover action of ramen-ops/app");
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n == "spec.failoverCluster (dr2) is reset too."),
+            "{:?}",
+            plan.notes
+        );
+        // The action is gone but the target stayed: clearing still has work to do.
+        let mut d2 = d.clone();
+        d2.spec.action = None;
+        let plan = clear(&situation(&d2, &p));
+        assert!(!plan.already_requested);
+        assert_eq!(
+            plan.notes,
+            ["It has no action; its leftover failoverCluster dr2 is reset."]
+        );
+    }
+
+    #[test]
+    fn disable_keeps_the_application_and_waits_for_both_clusters() {
+        let (mut d, p) = (drpc(), policy());
+        let plan = disable(&situation(&d, &p));
+        assert!(plan.refusals.is_empty(), "{plan:?}");
+        assert_eq!(plan.summary, "Remove the protection of ramen-ops/app");
+        assert!(
+            plan.notes[0].starts_with("The application and its PVCs stay on dr1"),
+            "{:?}",
+            plan.notes
+        );
+        // A lost cluster: Ramen could not delete its VRG, the DRPC would hang in Deleting.
+        let mut s = situation(&d, &p);
+        s.connections.insert(
+            "dr2".into(),
+            Connection {
+                unreachable_since: crate::time::parse_time("2026-11-27T09:59:00Z"),
+                ..connected("Unknown")
+            },
+        );
+        let plan = disable(&s);
+        assert_eq!(plan.blocking(false).len(), 1);
+        assert!(plan.blocking(true).is_empty());
+        assert!(
+            plan.refusals[0]
+                .text
+                .starts_with("dr2 is unreachable since 2026-11-27T09:59:00Z (60s ago): Ramen deletes the VRG there only once it is back"),
+            "{:?}",
+            plan.refusals
+        );
+        // An action underway.
+        d.spec.action = Some(DRAction::Relocate);
+        d.spec.preferred_cluster = "dr2".into();
+        d.status.as_mut().unwrap().progression = "RunningFinalSync".into();
+        let plan = disable(&situation(&d, &p));
+        assert!(
+            plan.refusals[0]
+                .text
+                .starts_with("a relocate to dr2 is in progress"),
+            "{:?}",
+            plan.refusals
+        );
+        // Already deleting: nothing to do but follow.
+        d.metadata.deletion_timestamp = Some(Time(Default::default()));
+        d.status.as_mut().unwrap().phase = "Deleting".into();
+        let plan = disable(&situation(&d, &p));
+        assert!(plan.already_requested && plan.refusals.is_empty());
     }
 }

@@ -275,6 +275,21 @@ pub async fn connections(client: &kube::Client, names: &[String]) -> BTreeMap<St
     out
 }
 
+/// A stream that yields once per watch event of `api` (restarting with backoff on errors):
+/// what the followers wake on instead of polling. `name` limits it to one object.
+pub fn wake_on<K>(api: Api<K>, name: Option<&str>) -> futures::stream::BoxStream<'static, ()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let cfg = match name {
+        Some(n) => watcher::Config::default().fields(&format!("metadata.name={n}")),
+        None => watcher::Config::default(),
+    };
+    watcher(api, cfg).default_backoff().map(|_| ()).boxed()
+}
+
 /// The time now, for ages.
 pub fn now() -> Timestamp {
     Timestamp::now()
