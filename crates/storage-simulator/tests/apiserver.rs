@@ -228,19 +228,23 @@ async fn simulator_on_a_real_api_server() {
     .await;
 
     let kubeconfig = env.kubeconfig("dr1").unwrap();
+    let admin_port = drbridge_localenv::process::free_port().unwrap();
+    let sim_args: Vec<String> = vec![
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--provisioner".into(),
+        P.into(),
+        "--resync-time".into(),
+        "2s".into(),
+        "--log-filter".into(),
+        "info,drbridge_storage_simulator=debug".into(),
+        "--admin-addr".into(),
+        format!("127.0.0.1:{admin_port}"),
+    ];
     env.spawn(
         "storage-simulator",
         std::path::Path::new(env!("CARGO_BIN_EXE_drbridge-storage-simulator")),
-        &[
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
-            "--provisioner".into(),
-            P.into(),
-            "--resync-time".into(),
-            "2s".into(),
-            "--log-filter".into(),
-            "info,drbridge_storage_simulator=debug".into(),
-        ],
+        &sim_args,
         &[],
     )
     .unwrap();
@@ -424,6 +428,46 @@ async fn simulator_on_a_real_api_server() {
         .map(|pv| pv.name_any())
         .collect();
     assert_eq!(claimed, ["restored-pv"]);
+
+    // 6b. A restart loses and repeats nothing: no PV made or deleted, the statuses carry on
+    //     (the restored primary's sync time keeps advancing on its schedule).
+    let names = |pvs: Vec<PersistentVolume>| {
+        let mut v: Vec<_> = pvs.into_iter().map(|p| p.name_any()).collect();
+        v.sort();
+        v
+    };
+    let before = names(pvs.list(&Default::default()).await.unwrap().items);
+    let synced = vrs
+        .get("restored")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .last_sync_time
+        .unwrap();
+    env.stop_process("storage-simulator").unwrap();
+    env.spawn(
+        "storage-simulator",
+        std::path::Path::new(env!("CARGO_BIN_EXE_drbridge-storage-simulator")),
+        &sim_args,
+        &[],
+    )
+    .unwrap();
+    let vr = wait_vr(&vrs, "restored", "syncing after the restart", |vr| {
+        vr.status
+            .as_ref()
+            .and_then(|s| s.last_sync_time.as_ref())
+            .is_some_and(|t| t.0 > synced.0)
+    })
+    .await;
+    assert_ramen_invariants(&vr);
+    assert!(has(&vr, "Completed", "True", "Promoted"));
+    assert_eq!(
+        names(pvs.list(&Default::default()).await.unwrap().items),
+        before
+    );
+    let data = vrs.get("data").await.unwrap();
+    assert!(has(&data, "Completed", "True", "Demoted"), "{data:?}");
 
     // 7. Released volumes: Retain stays, Delete goes. The Retain one is released first, so
     //    by the time the Delete one is gone the simulator has seen both.
