@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// Comma-separated cluster names; the first is the hub.
     #[arg(long, value_delimiter = ',', default_value = "hub,dr1,dr2")]
     pub clusters: Vec<String>,
+    /// Comma-separated clusters that run pods: each also gets a kube-scheduler
+    /// and the deployment and replicaset controllers.
+    #[arg(long, value_delimiter = ',')]
+    pub workload_clusters: Vec<String>,
     /// Seconds to wait for every API server to answer ready.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -111,6 +115,7 @@ async fn prepare() -> anyhow::Result<()> {
         "kube-controller-manager: {}",
         tc.kube_controller_manager.display()
     );
+    println!("kube-scheduler:          {}", tc.kube_scheduler.display());
     println!("kubectl:                 {}", tc.kubectl.display());
     println!("helm:                    {}", helm.display());
     Ok(())
@@ -119,12 +124,11 @@ async fn prepare() -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir.dir)?;
     eprintln!("Starting {} in {}", args.clusters.join(", "), dir.display());
-    let opts = EnvOptions {
-        dir: dir.clone(),
-        clusters: args.clusters.clone(),
-        lifetime: Lifetime::Detached,
-        ready_timeout: Duration::from_secs(args.timeout),
-    };
+    let mut opts = EnvOptions::new(dir.clone(), &[]);
+    opts.clusters = args.clusters.clone();
+    opts.lifetime = Lifetime::Detached;
+    opts.ready_timeout = Duration::from_secs(args.timeout);
+    opts.workload_clusters = args.workload_clusters.clone();
     let bins = if args.no_drbridge {
         None
     } else {
