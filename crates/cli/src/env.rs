@@ -13,7 +13,7 @@ pub enum EnvCommand {
     /// Start the clusters (building the control-plane binaries on first use).
     Up(UpArgs),
     /// Build (first time) or find the pinned control-plane binaries and helm, and print where they are.
-    Prepare,
+    Prepare(PrepareArgs),
     /// Show what runs.
     Status(DirArg),
     /// Stop everything and remove the environment's directory.
@@ -28,12 +28,28 @@ pub struct DirArg {
 }
 
 #[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Also build the Ramen test bed's programs: Ramen's manager and e2e binary (from its
+    /// source), Velero with the AWS plugin, KWOK, versitygw.
+    #[arg(long)]
+    pub ramen: bool,
+    /// Ramen's source: a tarball or tree (default: ramen-*.tar.gz in a shared/upstream/ beside
+    /// this checkout or one of its parents).
+    #[arg(long, env = drbridge_testbed::source::RAMEN_SOURCE_ENV)]
+    pub ramen_source: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct UpArgs {
     #[command(flatten)]
     pub dir: DirArg,
     /// Comma-separated cluster names; the first is the hub.
     #[arg(long, value_delimiter = ',', default_value = "hub,dr1,dr2")]
     pub clusters: Vec<String>,
+    /// Comma-separated clusters that run pods: each also gets a kube-scheduler
+    /// and the deployment and replicaset controllers.
+    #[arg(long, value_delimiter = ',')]
+    pub workload_clusters: Vec<String>,
     /// Seconds to wait for every API server to answer ready.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -46,12 +62,28 @@ pub struct UpArgs {
     /// The drbridge-agent binary (default: next to this one).
     #[arg(long, env = "DRBRIDGE_AGENT_BIN")]
     pub agent_bin: Option<PathBuf>,
+    /// Start the Ramen test bed: Ramen's operators, Velero, KWOK, an S3 server, the storage
+    /// simulator and drbridge on hub, dr1 and dr2, with DRPolicy dr-policy-1m (builds
+    /// everything on first use; Ramen from its source, see --ramen-source).
+    #[arg(long, conflicts_with_all = ["no_drbridge", "clusters"])]
+    pub ramen: bool,
+    /// Ramen's source: a tarball or tree (default: ramen-*.tar.gz in a shared/upstream/ beside
+    /// this checkout or one of its parents).
+    #[arg(long, env = drbridge_testbed::source::RAMEN_SOURCE_ENV)]
+    pub ramen_source: Option<PathBuf>,
+    /// The ocm-ramen-samples source, for the e2e config written with --ramen (default: found
+    /// like --ramen-source).
+    #[arg(long, env = drbridge_testbed::source::SAMPLES_SOURCE_ENV)]
+    pub samples_source: Option<PathBuf>,
+    /// The drbridge-storage-simulator binary (default: next to this one).
+    #[arg(long, env = "DRBRIDGE_STORAGE_SIMULATOR_BIN")]
+    pub storage_simulator_bin: Option<PathBuf>,
 }
 
 pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
     match cmd {
         EnvCommand::Up(args) => up(args).await,
-        EnvCommand::Prepare => prepare().await,
+        EnvCommand::Prepare(a) => prepare(a).await,
         EnvCommand::Status(d) => status(&d.dir),
         EnvCommand::Down(d) => down(&d.dir),
     }
@@ -96,7 +128,23 @@ pub fn progress_printer() -> impl Fn(Progress) + Sync + Send + 'static {
     }
 }
 
-async fn prepare() -> anyhow::Result<()> {
+async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
+    // The test bed's programs first: they do not wait on the control planes.
+    if args.ramen {
+        let source = drbridge_testbed::source::ramen(args.ramen_source, &repo_root())?;
+        let cache = drbridge_localenv::cache_dir();
+        let printer = progress_printer();
+        let p = tokio::task::spawn_blocking(move || {
+            drbridge_testbed::build::ensure(&source, &cache, &printer)
+        })
+        .await??;
+        println!("ramen-manager:           {}", p.ramen_manager.display());
+        println!("ramen-e2e:               {}", p.ramen_e2e.display());
+        println!("velero:                  {}", p.velero.display());
+        println!("velero plugins:          {}", p.velero_plugin_dir.display());
+        println!("kwok:                    {}", p.kwok.display());
+        println!("versitygw:               {}", p.versitygw.display());
+    }
     let cache = drbridge_localenv::cache_dir();
     let printer = progress_printer();
     let (tc, helm) = tokio::task::spawn_blocking(move || {
@@ -111,20 +159,23 @@ async fn prepare() -> anyhow::Result<()> {
         "kube-controller-manager: {}",
         tc.kube_controller_manager.display()
     );
+    println!("kube-scheduler:          {}", tc.kube_scheduler.display());
     println!("kubectl:                 {}", tc.kubectl.display());
     println!("helm:                    {}", helm.display());
     Ok(())
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    if args.ramen {
+        return up_ramen(args).await;
+    }
     let dir = absolute(&args.dir.dir)?;
     eprintln!("Starting {} in {}", args.clusters.join(", "), dir.display());
-    let opts = EnvOptions {
-        dir: dir.clone(),
-        clusters: args.clusters.clone(),
-        lifetime: Lifetime::Detached,
-        ready_timeout: Duration::from_secs(args.timeout),
-    };
+    let mut opts = EnvOptions::new(dir.clone(), &[]);
+    opts.clusters = args.clusters.clone();
+    opts.lifetime = Lifetime::Detached;
+    opts.ready_timeout = Duration::from_secs(args.timeout);
+    opts.workload_clusters = args.workload_clusters.clone();
     let bins = if args.no_drbridge {
         None
     } else {
@@ -174,6 +225,74 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     let state = env.detach();
     print_summary(&state, &dir);
+    Ok(())
+}
+
+/// Where to look for the upstream snapshots: this checkout (the working
+/// directory, else where this binary was built from).
+fn repo_root() -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .filter(|d| d.join("Cargo.toml").exists())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+async fn up_ramen(args: UpArgs) -> anyhow::Result<()> {
+    use drbridge_testbed::{Testbed, TestbedOptions, Tools, source};
+    let dir = absolute(&args.dir.dir)?;
+    let root = repo_root();
+    let ramen_source = source::ramen(args.ramen_source.clone(), &root)?;
+    let bins = crate::stack::Binaries::find(args.hub_bin.clone(), args.agent_bin.clone())?;
+    let me = std::env::current_exe()?;
+    let sibling = |n: &str| me.with_file_name(n);
+    let tools = Tools {
+        drbridge: me.clone(),
+        hub: bins.hub,
+        agent: bins.agent,
+        storage_simulator: args
+            .storage_simulator_bin
+            .clone()
+            .unwrap_or_else(|| sibling("drbridge-storage-simulator")),
+    };
+    eprintln!("Starting the Ramen test bed in {}", dir.display());
+    let preexisting = EnvState::path(&dir).exists();
+    let printer = progress_printer();
+    let opts = TestbedOptions {
+        dir: dir.clone(),
+        lifetime: Lifetime::Detached,
+        ramen_source,
+        tools,
+        timeout: Duration::from_secs(args.timeout.max(300)),
+    };
+    let bed = match Testbed::start(opts, &printer).await {
+        Ok(bed) => bed,
+        Err(e) => {
+            // Stop what this command started; keep the logs the error names.
+            if !preexisting && let Ok(mut state) = EnvState::load(&dir) {
+                state.stop_all();
+                let _ = std::fs::remove_file(EnvState::path(&dir));
+            }
+            return Err(e).context("drbridge env up --ramen");
+        }
+    };
+    for (step, d) in &bed.timings {
+        eprintln!("  {:<36} {:>6.1}s", step, d.as_secs_f64());
+    }
+    let e2e_config = source::samples(args.samples_source.clone(), &root)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| Ok(drbridge_testbed::e2e::prepare(&bed, &s)?));
+    let e2e = bed.programs.ramen_e2e.clone();
+    let state = bed.env.detach();
+    print_summary(&state, &dir);
+    match e2e_config {
+        Ok(config) => println!(
+            "\nRamen's e2e:\n  cd {} && {} -test.v -test.run TestDR -config {}",
+            config.parent().unwrap_or(&dir).display(),
+            e2e.display(),
+            config.display()
+        ),
+        Err(e) => println!("\nNo e2e config written: {e:#}"),
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Certificates for one local control plane: its CA, the API server's serving
-//! certificate, client certificates for the admin and the controller-manager,
-//! and the service-account signing key.
+//! certificate, client certificates for the admin, the controller-manager and
+//! the scheduler, and the service-account signing key.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -47,7 +47,8 @@ impl ClusterPki {
         let pki = ClusterPki {
             dir: dir.to_path_buf(),
         };
-        if pki.client_key("controller-manager").exists() {
+        // The service-account key is written last: when it exists, everything does.
+        if pki.sa_pub().exists() {
             return Ok(pki);
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -88,6 +89,7 @@ impl ClusterPki {
         for (who, cn, org) in [
             ("admin", "kubernetes-admin", Some("system:masters")),
             ("controller-manager", "system:kube-controller-manager", None),
+            ("scheduler", "system:kube-scheduler", None),
         ] {
             let key = KeyPair::generate()?;
             let mut p = CertificateParams::new(Vec::<String>::new())?;

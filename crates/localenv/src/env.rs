@@ -20,6 +20,7 @@ pub struct Toolchain {
     pub etcd: PathBuf,
     pub kube_apiserver: PathBuf,
     pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
     pub kubectl: PathBuf,
 }
 
@@ -31,6 +32,7 @@ pub fn ensure_toolchain(cache: &Path, progress: &dyn Fn(Progress)) -> Result<Too
         etcd: etcd.join("etcd"),
         kube_apiserver: k8s.join("kube-apiserver"),
         kube_controller_manager: k8s.join("kube-controller-manager"),
+        kube_scheduler: k8s.join("kube-scheduler"),
         kubectl: k8s.join("kubectl"),
     })
 }
@@ -42,8 +44,10 @@ pub fn ensure_helm(cache: &Path, progress: &dyn Fn(Progress)) -> Result<PathBuf,
     Ok(releases::helm().ensure(cache, progress)?.join("helm"))
 }
 
-/// What to start.
+/// What to start. Made with [`EnvOptions::new`], then fields changed: new
+/// options keep their defaults for existing callers.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EnvOptions {
     /// Directory for data, logs, PKI, kubeconfigs and the state file.
     pub dir: PathBuf,
@@ -51,7 +55,47 @@ pub struct EnvOptions {
     pub lifetime: Lifetime,
     /// How long to wait for every API server to answer ready.
     pub ready_timeout: Duration,
+    /// Clusters that run pods (Ramen's managed clusters, with KWOK nodes):
+    /// each also runs a kube-scheduler, and its kube-controller-manager also
+    /// runs [`WORKLOAD_CONTROLLERS`]. Every name must be in `clusters`.
+    /// Empty by default: other clusters run no scheduler.
+    pub workload_clusters: Vec<String>,
 }
+
+impl EnvOptions {
+    /// Attached clusters in `dir`, 120 s to get ready, no workload clusters.
+    pub fn new(dir: impl Into<PathBuf>, clusters: &[&str]) -> EnvOptions {
+        EnvOptions {
+            dir: dir.into(),
+            clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            lifetime: Lifetime::Attached,
+            ready_timeout: Duration::from_secs(120),
+            workload_clusters: Vec::new(),
+        }
+    }
+}
+
+/// The kube-controller-manager controllers of every cluster: what drbridge
+/// and Ramen rely on: namespace deletion, the garbage collector (owner
+/// references), PV binding and protection, and service accounts with tokens
+/// (the charts' RBAC is tested with them). Attach-detach stays off: nothing
+/// attaches volumes here, and VolumeAttachments would block PV deletion.
+pub const CONTROLLERS: &[&str] = &[
+    "namespace-controller",
+    "garbage-collector-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-expander-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+];
+
+/// What a workload cluster ([`EnvOptions::workload_clusters`]) runs besides
+/// [`CONTROLLERS`], so that Deployments get ReplicaSets and pods.
+pub const WORKLOAD_CONTROLLERS: &[&str] = &["deployment-controller", "replicaset-controller"];
 
 /// Loopback ports of one cluster.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,8 +168,13 @@ impl EnvState {
         let mut v: Vec<(String, u32)> =
             self.extra.iter().map(|p| (p.name.clone(), p.pid)).collect();
         for c in &self.clusters {
-            // Controller-manager before API server before etcd.
-            for comp in ["kube-controller-manager", "kube-apiserver", "etcd"] {
+            // Scheduler and controller-manager before API server before etcd.
+            for comp in [
+                "kube-scheduler",
+                "kube-controller-manager",
+                "kube-apiserver",
+                "etcd",
+            ] {
                 if let Some(pid) = c.pids.get(comp) {
                     v.push((format!("{}/{comp}", c.name), *pid));
                 }
@@ -152,6 +201,8 @@ struct LocalCluster {
     ports: ClusterPorts,
     pki: ClusterPki,
     kubeconfig: PathBuf,
+    /// Runs a scheduler and [`WORKLOAD_CONTROLLERS`].
+    workloads: bool,
     processes: Vec<Process>,
 }
 
@@ -194,16 +245,21 @@ impl Env {
     /// Starts clusters for a test in a fresh temporary directory. They stop
     /// when the Env is dropped, also on panic, and when the test process dies.
     pub async fn start_for_test(clusters: &[&str]) -> Result<Env, Error> {
+        Self::start_for_test_with(clusters, |_| {}).await
+    }
+
+    /// [`Env::start_for_test`] with options changed by `configure`, e.g.
+    /// `|o| o.workload_clusters = vec!["dr1".into()]`.
+    pub async fn start_for_test_with(
+        clusters: &[&str],
+        configure: impl FnOnce(&mut EnvOptions),
+    ) -> Result<Env, Error> {
         let tmp = tempfile::Builder::new()
             .prefix("drbridge-env-")
             .tempdir()
             .map_err(|e| Error::io(&std::env::temp_dir(), e))?;
-        let opts = EnvOptions {
-            dir: tmp.path().to_path_buf(),
-            clusters: clusters.iter().map(|c| c.to_string()).collect(),
-            lifetime: Lifetime::Attached,
-            ready_timeout: Duration::from_secs(120),
-        };
+        let mut opts = EnvOptions::new(tmp.path(), clusters);
+        configure(&mut opts);
         let mut env = Env::start(opts, &|p| debug!(?p, "toolchain")).await?;
         env._tmp = Some(tmp);
         Ok(env)
@@ -216,6 +272,13 @@ impl Env {
     ) -> Result<Env, Error> {
         for c in &opts.clusters {
             validate_name(c)?;
+        }
+        if let Some(w) = opts
+            .workload_clusters
+            .iter()
+            .find(|w| !opts.clusters.contains(w))
+        {
+            return Err(Error::UnknownCluster(w.clone()));
         }
         match EnvState::load(&opts.dir) {
             Ok(state) => {
@@ -258,16 +321,19 @@ impl Env {
                 &kubeconfig,
                 &self::kubeconfig(name, &server, &pki, "admin")?,
             )?;
-            write_private(
-                &dir.join("controller-manager.kubeconfig"),
-                &self::kubeconfig(name, &server, &pki, "controller-manager")?,
-            )?;
+            for who in ["controller-manager", "scheduler"] {
+                write_private(
+                    &dir.join(format!("{who}.kubeconfig")),
+                    &self::kubeconfig(name, &server, &pki, who)?,
+                )?;
+            }
             env.clusters.push(LocalCluster {
                 name: name.clone(),
                 dir,
                 ports,
                 pki,
                 kubeconfig,
+                workloads: opts.workload_clusters.contains(name),
                 processes: Vec::new(),
             });
         }
@@ -329,14 +395,18 @@ impl Env {
             "--profiling=false".into(),
             format!("--cert-dir={}", dir.join("apiserver-certs").display()),
         ];
+        let mut controllers = CONTROLLERS.to_vec();
+        if c.workloads {
+            controllers.extend(WORKLOAD_CONTROLLERS);
+        }
         let kcm_args = vec![
-            format!("--kubeconfig={}", s(dir.join("controller-manager.kubeconfig"))),
+            format!(
+                "--kubeconfig={}",
+                s(dir.join("controller-manager.kubeconfig"))
+            ),
             "--secure-port=0".into(),
             "--leader-elect=false".into(),
-            // What drbridge and Ramen rely on: namespace deletion, the garbage
-            // collector (owner references), PV binding and protection, and
-            // service accounts with tokens (the charts' RBAC is tested with them).
-            "--controllers=namespace-controller,garbage-collector-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller,persistentvolume-expander-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller".into(),
+            format!("--controllers={}", controllers.join(",")),
             format!("--service-account-private-key-file={}", s(pki.sa_key())),
             format!("--root-ca-file={}", s(pki.ca_cert())),
             "--use-service-account-credentials=true".into(),
@@ -363,6 +433,20 @@ impl Env {
             &logs.join("kube-controller-manager.log"),
             lifetime,
         )?);
+        if c.workloads {
+            let scheduler_args = vec![
+                format!("--kubeconfig={}", s(dir.join("scheduler.kubeconfig"))),
+                "--secure-port=0".into(),
+                "--leader-elect=false".into(),
+            ];
+            c.processes.push(Process::spawn(
+                "kube-scheduler",
+                &tc.kube_scheduler,
+                &scheduler_args,
+                &logs.join("kube-scheduler.log"),
+                lifetime,
+            )?);
+        }
         info!(cluster = %c.name, apiserver = p.apiserver, "cluster started");
         Ok(())
     }
@@ -480,7 +564,7 @@ impl Env {
     pub fn stop_cluster(&mut self, cluster: &str) -> Result<(), Error> {
         let i = self.find(cluster)?;
         let procs = std::mem::take(&mut self.clusters[i].processes);
-        // Controller-manager, then API server, then etcd.
+        // Scheduler and controller-manager, then API server, then etcd.
         for mut p in procs.into_iter().rev() {
             p.stop(Duration::from_secs(10));
         }

@@ -107,30 +107,49 @@ impl GoProgram {
     }
 
     /// Builds the program unless the cache has it. Concurrent callers (tests
-    /// running in parallel) wait on a file lock instead of building twice.
+    /// running in parallel, several processes sharing the cache) wait on a
+    /// file lock in the cache instead of building twice.
     pub fn ensure(&self, cache: &Path, progress: &dyn Fn(Progress)) -> Result<PathBuf, Error> {
+        self.ensure_with(cache, &go_binary, progress)
+    }
+
+    /// [`GoProgram::ensure`] with the Go toolchain found by `go`, which is
+    /// asked only when something must be built.
+    fn ensure_with(
+        &self,
+        cache: &Path,
+        go: &dyn Fn() -> Result<PathBuf, Error>,
+        progress: &dyn Fn(Progress),
+    ) -> Result<PathBuf, Error> {
         let bin_dir = self.bin_dir(cache);
         let done = bin_dir.join(".complete");
-        if done.exists() {
+        let cached = || {
             progress(Progress::Cached {
                 name: self.name.into(),
                 version: self.version.clone(),
             });
-            return Ok(bin_dir);
+            Ok(bin_dir.clone())
+        };
+        if done.exists() {
+            return cached();
         }
         fs::create_dir_all(cache.join("locks")).map_err(|e| Error::io(cache, e))?;
         let lock_path = cache.join("locks").join(format!("{}.lock", self.name));
         let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        // Held until this function returns; the kernel releases it if we die.
         lock.lock().map_err(|e| Error::io(&lock_path, e))?;
         if done.exists() {
-            progress(Progress::Cached {
-                name: self.name.into(),
-                version: self.version.clone(),
-            });
-            return Ok(bin_dir);
+            return cached();
         }
+        let go = go()?;
+        self.build(cache, &go, progress)?;
+        Ok(bin_dir)
+    }
 
-        let go = go_binary()?;
+    /// Builds into a staging directory and publishes it as `bin_dir`. The
+    /// caller holds the program's lock.
+    fn build(&self, cache: &Path, go: &Path, progress: &dyn Fn(Progress)) -> Result<(), Error> {
+        let bin_dir = self.bin_dir(cache);
         let work = cache
             .join("build")
             .join(format!("{}-{}", self.name, self.version));
@@ -148,62 +167,92 @@ impl GoProgram {
         fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
 
         let started = Instant::now();
-        for (pkg, bin) in &self.packages {
-            let mut cmd = Command::new(&go);
-            cmd.current_dir(&work)
-                .args(["build", "-v", "-o"])
-                .arg(staging.join(bin))
-                .arg(format!("-ldflags={}", self.ldflags))
-                .arg(pkg)
-                // The go.mod above is complete but has no go.sum yet; let go
-                // record checksums as it resolves, and never fetch a toolchain.
-                .env("GOFLAGS", "-mod=mod")
-                .env("GOTOOLCHAIN", "local")
-                .env("CGO_ENABLED", "0")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            let mut child = cmd.spawn().map_err(|e| Error::io(&go, e))?;
-            let stderr = child.stderr.take().expect("piped stderr");
-            let mut packages = 0usize;
-            let mut tail: Vec<String> = Vec::new();
-            let mut last_report = Instant::now();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !line.starts_with("go: ") && !line.starts_with('#') && !line.contains(' ') {
-                    packages += 1;
-                }
-                if tail.len() == 30 {
-                    tail.remove(0);
-                }
-                tail.push(line);
-                if last_report.elapsed() >= Duration::from_secs(2) {
-                    last_report = Instant::now();
-                    progress(Progress::Building {
-                        name: self.name.into(),
-                        version: self.version.clone(),
-                        packages,
-                        elapsed: started.elapsed(),
-                    });
-                }
+        // One `go build` for every package: it compiles their shared
+        // dependencies once and links the binaries in parallel.
+        let mut out_dir = staging.clone().into_os_string();
+        out_dir.push("/");
+        let mut cmd = Command::new(go);
+        cmd.current_dir(&work)
+            .args(["build", "-v", "-o"])
+            .arg(out_dir)
+            .arg(format!("-ldflags={}", self.ldflags))
+            .args(self.packages.iter().map(|(pkg, _)| pkg))
+            // The go.mod above is complete but has no go.sum yet; let go
+            // record checksums as it resolves, and never fetch a toolchain.
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Error::io(go, e))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut packages = 0usize;
+        let mut tail: Vec<String> = Vec::new();
+        let mut last_report = Instant::now();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !line.starts_with("go: ") && !line.starts_with('#') && !line.contains(' ') {
+                packages += 1;
             }
-            let status = child.wait().map_err(|e| Error::io(&go, e))?;
-            if !status.success() {
-                return Err(Error::GoBuild {
-                    program: format!("{} {} ({pkg})", self.name, self.version),
-                    dir: work.clone(),
-                    output: tail.join("\n"),
+            if tail.len() == 30 {
+                tail.remove(0);
+            }
+            tail.push(line);
+            if last_report.elapsed() >= Duration::from_secs(2) {
+                last_report = Instant::now();
+                progress(Progress::Building {
+                    name: self.name.into(),
+                    version: self.version.clone(),
+                    packages,
+                    elapsed: started.elapsed(),
                 });
+            }
+        }
+        let status = child.wait().map_err(|e| Error::io(go, e))?;
+        let failed = |output: String| Error::GoBuild {
+            program: format!("{} {}", self.name, self.version),
+            dir: work.clone(),
+            output,
+        };
+        if !status.success() {
+            return Err(failed(tail.join("\n")));
+        }
+        for (pkg, bin) in &self.packages {
+            let built = staging.join(default_exec_name(pkg));
+            if !built.exists() {
+                return Err(failed(format!("go build wrote no {}", built.display())));
+            }
+            if built != staging.join(bin) {
+                fs::rename(&built, staging.join(bin)).map_err(|e| Error::io(&built, e))?;
             }
         }
         // Publish atomically so a half-built directory is never mistaken for a build.
         let _ = fs::remove_dir_all(&bin_dir);
         fs::rename(&staging, &bin_dir).map_err(|e| Error::io(&bin_dir, e))?;
+        let done = bin_dir.join(".complete");
         fs::write(&done, self.go_mod()).map_err(|e| Error::io(&done, e))?;
         progress(Progress::Built {
             name: self.name.into(),
             version: self.version.clone(),
             elapsed: started.elapsed(),
         });
-        Ok(bin_dir)
+        Ok(())
+    }
+}
+
+/// The file name `go build -o DIR/` gives a main package: the last element of
+/// its import path, or the one before a major-version suffix (`…/server/v3`
+/// becomes `server`).
+fn default_exec_name(pkg: &str) -> &str {
+    let mut elems = pkg.rsplit('/');
+    let last = elems.next().unwrap_or(pkg);
+    let is_major = last.len() > 1
+        && last.starts_with('v')
+        && last[1..].bytes().all(|b| b.is_ascii_digit())
+        && !last[1..].starts_with('0')
+        && last != "v1";
+    match elems.next() {
+        Some(prev) if is_major => prev,
+        _ => last,
     }
 }
 
@@ -280,6 +329,83 @@ mod tests {
             a.bin_dir(Path::new("/c")),
             program().bin_dir(Path::new("/c"))
         );
+    }
+
+    #[test]
+    fn names_binaries_as_go_build_does() {
+        assert_eq!(
+            default_exec_name("k8s.io/kubernetes/cmd/kube-apiserver"),
+            "kube-apiserver"
+        );
+        assert_eq!(default_exec_name("go.etcd.io/etcd/server/v3"), "server");
+        assert_eq!(default_exec_name("helm.sh/helm/v4/cmd/helm"), "helm");
+        assert_eq!(default_exec_name("example.com/v1"), "v1");
+    }
+
+    /// A stand-in for `go` that records each build and writes the binaries
+    /// slowly, so that overlapping builds would show.
+    fn fake_go(dir: &Path) -> PathBuf {
+        let go = dir.join("go");
+        let script = r#"#!/bin/sh
+if [ "$1" = env ]; then echo go1.26.0; exit 0; fi
+echo build >> "$(dirname "$0")/builds"
+out="$4"
+shift 5
+sleep 0.3
+for pkg in "$@"; do echo "$pkg" >&2; echo bin > "$out$(basename "$pkg")"; done
+"#;
+        fs::write(&go, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&go, fs::Permissions::from_mode(0o755)).unwrap();
+        go
+    }
+
+    #[test]
+    fn concurrent_ensures_build_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let go = fake_go(tmp.path());
+        let cache = tmp.path().join("cache");
+        let mut p = program();
+        p.packages = vec![
+            ("example.com/a/cmd/a".into(), "a".into()),
+            ("example.com/a/cmd/b".into(), "renamed-b".into()),
+        ];
+        let dirs: Vec<PathBuf> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| p.ensure_with(&cache, &|| Ok(go.clone()), &|_| {})))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect()
+        });
+        assert!(dirs.iter().all(|d| *d == p.bin_dir(&cache)));
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("builds")).unwrap(),
+            "build\n"
+        );
+        assert!(p.binary(&cache, "a").exists());
+        assert!(p.binary(&cache, "renamed-b").exists());
+        assert!(!p.binary(&cache, "b").exists());
+    }
+
+    #[test]
+    fn cached_program_needs_no_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let go = fake_go(tmp.path());
+        let p = program();
+        p.ensure_with(tmp.path(), &|| Ok(go.clone()), &|_| {})
+            .unwrap();
+        let again = p.ensure_with(
+            tmp.path(),
+            &|| {
+                Err(Error::NoGo {
+                    tried: "none".into(),
+                })
+            },
+            &|_| {},
+        );
+        assert_eq!(again.unwrap(), p.bin_dir(tmp.path()));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Real local Kubernetes control planes for drbridge's demo and tests.
 //!
-//! Each cluster is an etcd, a kube-apiserver and a kube-controller-manager on
-//! loopback, with its own ports, data directory and PKI. The binaries are
-//! built from their Go modules at pinned versions ([`releases`]) and cached
-//! outside the clone ([`cache_dir`]), so only the first run builds.
+//! Each cluster is an etcd, a kube-apiserver and a kube-controller-manager
+//! (and, on clusters that run pods, a kube-scheduler) on loopback, with its
+//! own ports, data directory and PKI. The binaries are built from their Go
+//! modules at pinned versions ([`releases`]) and cached outside the clone
+//! ([`cache_dir`]), so only the first run builds.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), drbridge_localenv::Error> {
@@ -23,8 +24,8 @@ mod wait;
 use std::path::{Path, PathBuf};
 
 pub use env::{
-    ClusterPorts, ClusterState, Env, EnvOptions, EnvState, ExtraProcess, Toolchain, client_for,
-    ensure_helm, ensure_toolchain,
+    CONTROLLERS, ClusterPorts, ClusterState, Env, EnvOptions, EnvState, ExtraProcess, Toolchain,
+    WORKLOAD_CONTROLLERS, client_for, ensure_helm, ensure_toolchain,
 };
 pub use gobuild::Progress;
 pub use process::Lifetime;

@@ -47,7 +47,7 @@ const STAGING: &[&str] = &[
     "streaming",
 ];
 
-/// kube-apiserver, kube-controller-manager and kubectl.
+/// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
 pub fn kubernetes() -> GoProgram {
     let v = KUBERNETES_VERSION;
     let staging_version = format!("v0.{}", v.trim_start_matches("v1."));
@@ -72,10 +72,15 @@ pub fn kubernetes() -> GoProgram {
             .iter()
             .map(|m| (format!("k8s.io/{m}"), staging_version.clone()))
             .collect(),
-        packages: ["kube-apiserver", "kube-controller-manager", "kubectl"]
-            .iter()
-            .map(|c| (format!("k8s.io/kubernetes/cmd/{c}"), (*c).to_string()))
-            .collect(),
+        packages: [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kubectl",
+        ]
+        .iter()
+        .map(|c| (format!("k8s.io/kubernetes/cmd/{c}"), (*c).to_string()))
+        .collect(),
         ldflags: format!("-s -w {ldflags}"),
         go_directive: "1.26.0",
     }

@@ -1,0 +1,118 @@
+//! Ramen's own e2e suite, unmodified (`TestDR`, test `disapp-deploy-rbd`:
+//! Deploy, Enable, Failover, Relocate, Disable, Undeploy), against real Ramen
+//! operators whose only transport is drbridge.
+//!
+//! Opt-in: set `DRBRIDGE_RAMEN_E2E=1`. It builds Ramen (from its source
+//! snapshot, see `drbridge_testbed::source`), Velero, KWOK and versitygw into
+//! the cache on first use, and runs for tens of minutes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use drbridge_localenv::Lifetime;
+use drbridge_testbed::{Testbed, TestbedOptions, Tools, e2e, source};
+
+const GATE: &str = "DRBRIDGE_RAMEN_E2E";
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// drbridge's binaries, built from this checkout into this target dir.
+fn tools() -> Tools {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(repo_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "drbridge-cli",
+            "-p",
+            "drbridge-hub",
+            "-p",
+            "drbridge-agent",
+            "-p",
+            "drbridge-storage-simulator",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building drbridge's binaries");
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/ramen_e2e-HASH -> target/debug
+    Tools::in_dir(exe.parent().unwrap().parent().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ramen_e2e_disapp_deploy_rbd() {
+    if std::env::var_os(GATE).is_none_or(|v| v != "1") {
+        eprintln!("skipped: set {GATE}=1 to run Ramen's e2e on the test bed (tens of minutes)");
+        return;
+    }
+    let root = repo_root();
+    let ramen = source::ramen(None, &root).expect("Ramen's source");
+    let samples = source::samples(None, &root).expect("ocm-ramen-samples' source");
+    let tools = tools();
+    // Kept when anything fails, so the logs the failure names are there;
+    // removed after a pass unless DRBRIDGE_RAMEN_E2E_KEEP is set.
+    let base = tempfile::Builder::new()
+        .prefix("drbridge-ramen-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let dir = base.join("env");
+    let keep = std::env::var_os("DRBRIDGE_RAMEN_E2E_KEEP").is_some();
+    let started = Instant::now();
+    let bed = Testbed::start(
+        TestbedOptions {
+            dir: dir.clone(),
+            lifetime: Lifetime::Attached,
+            ramen_source: ramen,
+            tools,
+            timeout: Duration::from_secs(600),
+        },
+        &|p| eprintln!("{p:?}"),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "the test bed did not start: {e}\nlogs: {}",
+            dir.join("logs").display()
+        )
+    });
+    eprintln!("test bed up in {:.1}s:", started.elapsed().as_secs_f64());
+    for (step, d) in &bed.timings {
+        eprintln!("  {step:<36} {:>7.1}s", d.as_secs_f64());
+    }
+
+    let config = e2e::prepare(&bed, &samples).expect("e2e config");
+    let transcript = config.with_file_name("ramen-e2e.out");
+    let mut out = std::fs::File::create(&transcript).unwrap();
+    let report = e2e::run(
+        &bed.programs.ramen_e2e,
+        &config,
+        // The sum of e2e's own step timeouts (5+5+15+15+10+5 minutes) and
+        // some room for its setup.
+        Duration::from_secs(60 * 60),
+        |line| {
+            eprintln!("e2e| {line}");
+            let _ = writeln!(out, "{line}");
+        },
+    )
+    .await
+    .expect("Ramen's e2e ran");
+    eprintln!("Ramen's e2e {}:\n{}", e2e::TEST, report.table());
+    assert!(
+        report.passed(),
+        "Ramen's e2e failed at {}:\n{}\ne2e log: {}\ntest bed logs: {}",
+        report.failed_step().unwrap_or_default(),
+        report.failure_lines.join("\n"),
+        config.with_file_name("ramen-e2e.log").display(),
+        dir.join("logs").display(),
+    );
+    drop(bed);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&base);
+    }
+}
