@@ -1567,7 +1567,10 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         token.split('.').next().unwrap()
     );
     let allowlist = agent_args.allowlist().unwrap();
-    assert_eq!(allowlist, Allowlist::default());
+    // The chart's allowlist, with the agent's own namespace denied (DRBRIDGE_NAMESPACE).
+    let mut expected = Allowlist::default();
+    expected.deny_namespace("drbridge-agent");
+    assert_eq!(allowlist, expected);
     let mut cfg = drbridge_agent::WorkConfig::default();
     cfg.policy.allowlist = allowlist;
     cfg.reapply = None;
