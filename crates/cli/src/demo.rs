@@ -1013,12 +1013,30 @@ fn write_kustomization(
     namespace: &str,
     storage_class: &str,
 ) -> anyhow::Result<()> {
+    // Kustomize refuses an absolute path as a resource root: name the base relative to dir.
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let base = relative(&canonical(dir), &canonical(base));
     let text = format!(
         "resources:\n  - {}\nnamespace: {namespace}\npatches:\n  - target:\n      kind: PersistentVolumeClaim\n      name: busybox-pvc\n    patch: |-\n      - op: replace\n        path: /spec/storageClassName\n        value: {storage_class}\n",
         base.display()
     );
     let path = dir.join("kustomization.yaml");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `to` as seen from the directory `from` (both absolute).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut p = PathBuf::new();
+    for _ in common..f.len() {
+        p.push("..");
+    }
+    for c in &t[common..] {
+        p.push(c);
+    }
+    p
 }
 
 /// Unpacks a tarball (once) under `cache`; returns the single top directory.
@@ -1074,13 +1092,30 @@ mod tests {
         .unwrap();
         let text = std::fs::read_to_string(dir.path().join("kustomization.yaml")).unwrap();
         let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        assert_eq!(doc["resources"][0], "/s/workloads/deployment/base");
+        let base = doc["resources"][0].as_str().unwrap();
+        assert!(
+            base.starts_with("../") && base.ends_with("/s/workloads/deployment/base"),
+            "kustomize wants a relative root: {base}"
+        );
         assert_eq!(doc["namespace"], "busybox-demo");
         assert!(
             doc["patches"][0]["patch"]
                 .as_str()
                 .unwrap()
                 .contains("value: sim-rbd")
+        );
+    }
+
+    #[test]
+    fn relative_paths_climb_to_the_common_prefix() {
+        assert_eq!(
+            relative(Path::new("/a/b/c"), Path::new("/a/x/y")),
+            Path::new("../../x/y")
+        );
+        assert_eq!(relative(Path::new("/a"), Path::new("/a/b")), Path::new("b"));
+        assert_eq!(
+            relative(Path::new("/a/b"), Path::new("/a")),
+            Path::new("..")
         );
     }
 

@@ -1377,7 +1377,7 @@ async fn dr_commands_against_a_hub_where_the_test_plays_ramen() {
     let mut run = cli.spawn(&["disable", APP, "--yes", "--timeout", "2m"]);
     run.expect("Removing the protection of ramen-ops/busybox")
         .await;
-    run.expect("VRG dr1 Secondary   VRG dr2 Primary   placement present")
+    run.expect("VRG dr1 Secondary   VRG dr2 Primary     placement present")
         .await;
     let d = drpc(&hub).await;
     assert!(d.metadata.deletion_timestamp.is_some());
@@ -1400,7 +1400,7 @@ async fn dr_commands_against_a_hub_where_the_test_plays_ramen() {
     drbridge_integration_tests::works::delete_mw(&hub, "dr1", &vrg_mw_name()).await;
     run.expect("VRG dr1 gone").await;
     drbridge_integration_tests::works::delete_mw(&hub, "dr2", &vrg_mw_name()).await;
-    run.expect("VRG dr1 gone   VRG dr2 gone").await;
+    run.expect("VRG dr1 gone        VRG dr2 gone").await;
     for c in ["dr1", "dr2"] {
         mcv_api(&hub, c)
             .delete(

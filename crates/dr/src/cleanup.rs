@@ -119,7 +119,8 @@ impl CleanupSnapshot {
         let vrgs: Vec<String> = self
             .vrgs
             .iter()
-            .map(|(c, v)| format!("VRG {c} {}", v.word()))
+            // Padded to the longest state (Secondary) so the columns line up line after line.
+            .map(|(c, v)| format!("VRG {c} {:<9}", v.word()))
             .collect();
         let mut line = format!(
             "{drpc} {}   placement {}",
@@ -233,7 +234,7 @@ mod tests {
         let line = a.line_since(None).unwrap();
         assert_eq!(
             line,
-            "Deleting     Deleting       VRG dr1 Primary   VRG dr2 deleting   placement present"
+            "Deleting     Deleting       VRG dr1 Primary     VRG dr2 deleting    placement present"
         );
         assert_eq!(a.line_since(Some(&a)), None);
 
