@@ -12,6 +12,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -56,6 +57,39 @@ struct Ctx {
     client: Client,
     config: Config,
     metrics: Metrics,
+    recorder: Recorder,
+}
+
+/// The reporting controller of the simulator's Events (`kubectl describe` shows it).
+pub const REPORTER: &str = "drbridge-storage-simulator";
+
+impl Ctx {
+    /// Records an Event on `obj`, as external-provisioner and csi-addons do, so `kubectl
+    /// describe` tells what the simulated storage did. Events are a courtesy: failing to
+    /// write one is logged, never fatal.
+    async fn event<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(format!("{note}{}", replication::SIMULATED)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            debug!(error = %e, reason, "recording an event failed");
+        }
+    }
 }
 
 /// After an error, try again soon; the API server or a race is the usual cause.
@@ -66,10 +100,18 @@ pub async fn run<F>(client: Client, config: Config, metrics: Metrics, shutdown: 
 where
     F: Future<Output = ()> + Send + Sync + 'static,
 {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: REPORTER.into(),
+            instance: None,
+        },
+    );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         config,
         metrics,
+        recorder,
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
@@ -180,7 +222,9 @@ async fn reconcile_pvc(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Result
     match provision::claim(&pvc, class.as_ref(), provisioner) {
         Claim::Skip(why) => debug!(pvc = %key, why, "no volume needed"),
         Claim::Refuse(why) => {
-            warn!(pvc = %key, %why, "the simulated storage cannot provision this claim")
+            warn!(pvc = %key, %why, "the simulated storage cannot provision this claim");
+            ctx.event(&*pvc, true, "ProvisioningFailed", "Provision", why)
+                .await;
         }
         Claim::Provision(pv) => {
             let name = pv.name_any();
@@ -189,6 +233,9 @@ async fn reconcile_pvc(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Result
                 Ok(_) => {
                     ctx.metrics.volumes_provisioned.inc();
                     info!(pvc = %key, pv = %name, class = class_name, "provisioned a simulated volume");
+                    let note = format!("Successfully provisioned simulated volume {name}");
+                    ctx.event(&*pvc, false, "ProvisioningSucceeded", "Provision", note)
+                        .await;
                 }
                 // Made before (a restart, a lost reply): the PV controller binds it.
                 Err(kube::Error::Api(s)) if s.is_already_exists() => {
@@ -221,6 +268,9 @@ async fn reconcile_pv(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Action
             Ok(_) => {
                 ctx.metrics.volumes_deleted.inc();
                 info!(pv = %name, "deleted a released simulated volume (reclaim policy Delete)");
+                let note = "Deleted the released volume (reclaim policy Delete)".to_owned();
+                ctx.event(&*pv, false, "VolumeDeleted", "Delete", note)
+                    .await;
             }
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -293,11 +343,19 @@ async fn reconcile_vr(vr: Arc<VolumeReplication>, ctx: Arc<Ctx>) -> Result<Actio
         Some(Transition::Refused) if out.status.message != old.message => {
             ctx.metrics.transition(Transition::Refused.as_str());
             warn!(vr = %key, desired = %vr.spec.replication_state, reason = %out.status.message, "refused");
+            let note = format!(
+                "replicationState {} refused: {}",
+                vr.spec.replication_state, out.status.message
+            );
+            ctx.event(&*vr, true, Transition::Refused.reason(), "Replicate", note)
+                .await;
         }
         Some(Transition::Refused) | None => {}
         Some(t) => {
             ctx.metrics.transition(t.as_str());
             info!(vr = %key, state = %out.status.state, transition = t.as_str(), "simulated replication changed");
+            let note = format!("volume is now {}", out.status.state);
+            ctx.event(&*vr, false, t.reason(), "Replicate", note).await;
         }
     }
     Ok(out

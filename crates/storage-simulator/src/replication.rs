@@ -102,6 +102,18 @@ pub enum Transition {
 }
 
 impl Transition {
+    /// The reason of the Event that records it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Transition::Promoted => "Promoted",
+            Transition::Demoted => "Demoted",
+            Transition::ResyncStarted => "ResyncStarted",
+            Transition::ResyncCompleted => "ResyncCompleted",
+            Transition::Refused => "Refused",
+        }
+    }
+
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             Transition::Promoted => "promoted",

@@ -185,21 +185,22 @@ pub struct VolumeReplicationClassSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 pub struct VolumeReplicationClassStatus {}
 
-fn immutable(field: &str) -> serde_json::Value {
-    json!([{"rule": "self == oldSelf", "message": format!("{field} is immutable")}])
+/// `self == oldSelf` with csi-addons' message for the field.
+fn immutable(message: &str) -> serde_json::Value {
+    json!([{"rule": "self == oldSelf", "message": message}])
 }
 
 fn immutable_string_vrc(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "x-kubernetes-validations": immutable("volumeReplicationClass"),
+        "x-kubernetes-validations": immutable("volumeReplicationClass is immutable"),
     })
 }
 
 fn immutable_string_provisioner(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
-        "x-kubernetes-validations": immutable("provisioner"),
+        "x-kubernetes-validations": immutable("provisioner is immutable"),
     })
 }
 
@@ -207,7 +208,7 @@ fn immutable_parameters(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "additionalProperties": {"type": "string"},
-        "x-kubernetes-validations": immutable("parameters"),
+        "x-kubernetes-validations": immutable("parameters are immutable"),
     })
 }
 
@@ -228,7 +229,7 @@ fn data_source(_: &mut SchemaGenerator) -> Schema {
             "name": {"type": "string"},
         },
         "x-kubernetes-map-type": "atomic",
-        "x-kubernetes-validations": immutable("dataSource"),
+        "x-kubernetes-validations": immutable("dataSource is immutable"),
     })
 }
 

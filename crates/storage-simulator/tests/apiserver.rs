@@ -436,6 +436,21 @@ async fn simulator_on_a_real_api_server() {
         v.sort();
         v
     };
+    // Its promotion is recorded before the process is stopped.
+    eventually("the restored volume's Promoted event", WAIT, || {
+        let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), NS);
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("Promoted")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("restored")
+                })
+                .then_some(())
+        }
+    })
+    .await;
     let before = names(pvs.list(&Default::default()).await.unwrap().items);
     let synced = vrs
         .get("restored")
