@@ -737,11 +737,14 @@ async fn run_serves_agents_and_reports_ready() {
         .unwrap();
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Not the default 0.0.0.0:8444: another hub on this machine may hold it.
+    let join: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let kubeconfig = env.kubeconfig("hub").unwrap();
     let args = <drbridge_hub::Args as clap::Parser>::try_parse_from([
         "drbridge-hub".to_string(),
         format!("--listen-addr={listen}"),
         format!("--admin-addr={admin}"),
+        format!("--join-addr={join}"),
         format!("--tls-cert={}", cert.display()),
         format!("--tls-key={}", key.display()),
         format!("--tls-ca={}", ca_path.display()),
