@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use drbridge_agent::join::{self, Credentials, JoinError, SecretStore};
-use drbridge_agent::{Agent, HubEndpoint, KubeCluster, KubeRecordStore, WorkConfig};
+use drbridge_agent::{Agent, HubEndpoint, KubeCluster, KubeRecordStore};
 use drbridge_hub::clusters;
 use drbridge_hub::identity::{IdentityRecord, update_record};
 use drbridge_hub::registration::RegistrationConfig;
 use drbridge_hub::{Hub, HubOptions};
+use drbridge_integration_tests::bridge::BridgeOptions;
 use drbridge_integration_tests::works::*;
 use drbridge_integration_tests::{eventually, init_logging};
 use drbridge_localenv::Env;
@@ -206,7 +207,8 @@ impl World {
             Arc::new(KubeCluster::new(client.clone())),
             Arc::new(KubeRecordStore::new(client.clone(), cluster)),
             cluster,
-            WorkConfig::default(),
+            // The test's works carry ConfigMaps, which Ramen's default allowlist refuses.
+            BridgeOptions::default().work,
             metrics,
         )
         .await
