@@ -153,9 +153,17 @@ impl Testbed {
         bed.start_s3(opts.timeout).await?;
         clock.lap("s3");
         bed.prepare_hub().await?;
-        let velero_crds = manifests::velero_crds(&bed.programs.velero)?;
+        let mut extra_crds = manifests::velero_crds(&bed.programs.velero)?;
+        let snapshotter = build::go_module_dir(
+            &bed.programs.ramen_tree,
+            &["list", "-m", "-json", manifests::SNAPSHOTTER_MODULE],
+        )?;
+        extra_crds.extend(manifests::read_crds(
+            &snapshotter,
+            manifests::SNAPSHOTTER_CRDS,
+        )?);
         for m in MANAGED {
-            bed.prepare_managed(m, &velero_crds).await?;
+            bed.prepare_managed(m, &extra_crds).await?;
         }
         clock.lap("crds and namespaces");
         for m in MANAGED {
@@ -284,6 +292,10 @@ impl Testbed {
     /// `default` ManagedClusterSet, Ramen's namespace and configuration.
     async fn prepare_hub(&mut self) -> Result<(), Error> {
         let hub = self.client(HUB).await?;
+        // drbridge's OCM CRDs (ManagedClusterSet among them) and the
+        // ManagedClusters; start_drbridge applies them again, harmlessly.
+        let managed: Vec<String> = MANAGED.iter().map(|s| s.to_string()).collect();
+        prepare_hub(&hub, &managed).await?;
         let crds = manifests::read_crds(&self.programs.ramen_tree, manifests::RAMEN_HUB_CRDS)?;
         apply_crds(&hub, &crds).await?;
         apply(&hub, &manifests::managed_cluster_set()).await?;
@@ -293,17 +305,18 @@ impl Testbed {
         Ok(())
     }
 
-    /// A managed cluster: every CRD the dr-cluster operator and Velero need,
+    /// A managed cluster: every CRD the dr-cluster operator and Velero need
+    /// (Ramen's, the third-party ones of `extra_crds`),
     /// namespaces, Ramen's configuration, the simulated storage's classes.
     async fn prepare_managed(
         &mut self,
         cluster: &str,
-        velero_crds: &[CustomResourceDefinition],
+        extra_crds: &[CustomResourceDefinition],
     ) -> Result<(), Error> {
         let c = self.client(cluster).await?;
         let mut crds =
             manifests::read_crds(&self.programs.ramen_tree, manifests::RAMEN_DR_CLUSTER_CRDS)?;
-        crds.extend(velero_crds.iter().cloned());
+        crds.extend(extra_crds.iter().cloned());
         apply_crds(&c, &crds).await?;
         for ns in [RAMEN_NAMESPACE, VELERO_NAMESPACE, RAMEN_OPS_NAMESPACE] {
             apply(&c, &manifests::namespace(ns)).await?;

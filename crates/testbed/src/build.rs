@@ -293,25 +293,11 @@ fn kwok_stages(cache: &Path) -> Result<PathBuf, Error> {
     if file.exists() {
         return Ok(file);
     }
-    let go = go_binary()?;
-    let o = Command::new(&go)
-        .args(["mod", "download", "-json"])
-        .arg(format!("sigs.k8s.io/kwok@{KWOK_VERSION}"))
-        .env("GOTOOLCHAIN", "local")
-        .current_dir(cache)
-        .output()
-        .map_err(|e| Error::io(&go, e))?;
-    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-    let Some(dir) = info.get("Dir").and_then(|d| d.as_str()) else {
-        return Err(Error::GoBuild {
-            program: format!("kwok {KWOK_VERSION} stages"),
-            dir: cache.to_path_buf(),
-            output: String::from_utf8_lossy(&o.stderr).into_owned(),
-        });
-    };
+    let module = format!("sigs.k8s.io/kwok@{KWOK_VERSION}");
+    let dir = go_module_dir(cache, &["mod", "download", "-json", &module])?;
     let mut all = String::new();
     for rel in KWOK_STAGES {
-        let p = Path::new(dir).join(rel);
+        let p = dir.join(rel);
         let text = fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         all.push_str("---\n");
         all.push_str(&text);
@@ -324,6 +310,29 @@ fn kwok_stages(cache: &Path) -> Result<PathBuf, Error> {
     fs::write(&tmp, all).map_err(|e| Error::io(&tmp, e))?;
     fs::rename(&tmp, &file).map_err(|e| Error::io(&file, e))?;
     Ok(file)
+}
+
+/// The directory of a module in Go's module cache, from the JSON of
+/// `go mod download -json M@V` or `go list -m -json M` (run in `cwd`, so the
+/// version is the one that module's go.mod selects).
+pub fn go_module_dir(cwd: &Path, args: &[&str]) -> Result<PathBuf, Error> {
+    let go = go_binary()?;
+    let o = Command::new(&go)
+        .args(args)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-buildvcs=false")
+        .current_dir(cwd)
+        .output()
+        .map_err(|e| Error::io(&go, e))?;
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    match info.get("Dir").and_then(|d| d.as_str()) {
+        Some(d) if Path::new(d).is_dir() => Ok(PathBuf::from(d)),
+        _ => Err(Error::GoBuild {
+            program: format!("go {}", args.join(" ")),
+            dir: cwd.to_path_buf(),
+            output: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }),
+    }
 }
 
 /// Where every program of the test bed is.

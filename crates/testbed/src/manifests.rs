@@ -34,11 +34,6 @@ pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "hack/test/replication.storage.openshift.io_volumegroupreplicationcontents.yaml",
     "hack/test/networkfenceclasses.csiaddons.openshift.io.yaml",
     "hack/test/csiaddonsnodes.csiaddons.openshift.io.yaml",
-    "hack/test/snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
-    "hack/test/snapshot.storage.k8s.io_volumesnapshots.yaml",
-    "hack/test/groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
-    "hack/test/groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
-    "hack/test/groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
     "hack/test/groupsnapshot.storage.openshift.io_volumegroupsnapshotclasses.yaml",
     "hack/test/groupsnapshot.storage.openshift.io_volumegroupsnapshotcontents.yaml",
     "hack/test/groupsnapshot.storage.openshift.io_volumegroupsnapshots.yaml",
@@ -46,6 +41,19 @@ pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "hack/test/recipes.ramendr.openshift.io.yaml",
     "hack/test/volsync.backube_replicationdestinations.yaml",
     "hack/test/volsync.backube_replicationsources.yaml",
+];
+
+/// The CSI snapshot CRDs at the version Ramen's go.mod selects, from the
+/// external-snapshotter client module (Ramen's hack/test has only v1beta1 of
+/// the group snapshot kinds; the dr-cluster operator watches v1).
+pub const SNAPSHOTTER_MODULE: &str = "github.com/kubernetes-csi/external-snapshotter/client/v8";
+pub const SNAPSHOTTER_CRDS: &[&str] = &[
+    "config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
+    "config/crd/snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
+    "config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml",
+    "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
+    "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
+    "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
 ];
 
 /// Reads CRDs from YAML files (one or more documents each) under `root`.
