@@ -162,6 +162,7 @@ impl Testbed {
             &snapshotter,
             manifests::SNAPSHOTTER_CRDS,
         )?);
+        extra_crds.extend(drbridge_storage_simulator::crds::crds());
         for m in MANAGED {
             bed.prepare_managed(m, &extra_crds).await?;
         }

@@ -19,7 +19,9 @@ pub const RAMEN_HUB_CRDS: &[&str] = &[
 /// Ramen's dr-cluster CRDs (`config/dr-cluster/crd`) and every third-party
 /// kind the dr-cluster operator watches or reads (from Ramen's `hack/test`):
 /// they must exist before it starts, since controller-runtime fails its
-/// watches otherwise. Velero's come from Velero itself.
+/// watches otherwise. Velero's come from Velero itself, VolumeReplication and
+/// VolumeReplicationClass from the storage simulator (csi-addons' current
+/// schema), the CSI snapshot kinds from [`SNAPSHOTTER_MODULE`].
 pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "config/crd/bases/ramendr.openshift.io_volumereplicationgroups.yaml",
     "config/crd/bases/ramendr.openshift.io_protectedvolumereplicationgrouplists.yaml",
@@ -27,8 +29,6 @@ pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "config/crd/bases/ramendr.openshift.io_drclusterconfigs.yaml",
     "config/crd/bases/ramendr.openshift.io_replicationgroupsources.yaml",
     "config/crd/bases/ramendr.openshift.io_replicationgroupdestinations.yaml",
-    "hack/test/replication.storage.openshift.io_volumereplications.yaml",
-    "hack/test/replication.storage.openshift.io_volumereplicationclasses.yaml",
     "hack/test/replication.storage.openshift.io_volumegroupreplications.yaml",
     "hack/test/replication.storage.openshift.io_volumegroupreplicationclasses.yaml",
     "hack/test/replication.storage.openshift.io_volumegroupreplicationcontents.yaml",
