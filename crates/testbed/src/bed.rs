@@ -324,6 +324,7 @@ impl Testbed {
         }
         let cfg = manifests::ramen_config("dr-cluster", free_port()?);
         apply(&c, &manifests::configmap(DR_CLUSTER_CONFIGMAP, cfg)).await?;
+        apply(&c, &manifests::velero_deployment()).await?;
         apply(&c, &manifests::storage_class(cluster)).await?;
         apply(&c, &manifests::volume_replication_class(cluster)).await?;
         Ok(())
@@ -606,6 +607,7 @@ pub async fn apply(client: &kube::Client, obj: &Value) -> Result<(), Error> {
         "StorageClass" => "storageclasses".to_string(),
         "VolumeReplicationClass" => "volumereplicationclasses".to_string(),
         "ManagedClusterSet" => "managedclustersets".to_string(),
+        "Deployment" => "deployments".to_string(),
         k => format!("{}s", k.to_ascii_lowercase()),
     };
     let ar =

@@ -193,6 +193,32 @@ pub fn volume_replication_class(cluster: &str) -> Value {
     })
 }
 
+/// The `velero` Deployment a Velero install has. Velero runs out of cluster
+/// here, but its pod-volume restore action looks this Deployment up (for the
+/// restore helper's image) and fails every restore with a pod without it. No
+/// replicas: nothing runs from it.
+pub fn velero_deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "velero", "namespace": VELERO_NAMESPACE,
+            "labels": {"component": "velero", "drbridge.io/testbed": "out-of-cluster-velero"},
+            "annotations": {"drbridge.io/testbed": "Velero runs as a process beside the cluster; this Deployment only describes it"},
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"deploy": "velero"}},
+            "template": {
+                "metadata": {"labels": {"deploy": "velero"}},
+                "spec": {"containers": [{
+                    "name": "velero",
+                    "image": format!("velero/velero:{}", crate::build::VELERO_VERSION),
+                }]},
+            },
+        },
+    })
+}
+
 /// A node KWOK manages; allocatable is large so the scheduler never refuses.
 pub fn kwok_node() -> Value {
     json!({
