@@ -662,6 +662,10 @@ pub async fn start_drbridge(
         format!("--tls-ca={}", s(&hub_tls.ca)),
         format!("--kubeconfig={}", s(&env.kubeconfig(hub_name)?)),
         "--hub-id=local".into(),
+        // Explicit: localenv's process guard (attached lifetime) exports
+        // DRBRIDGE_LOG as the log file's path, which the hub and agent would
+        // read as their log filter.
+        "--log=info".into(),
     ];
     env.spawn("drbridge-hub", hub_bin, &hub_args, &[])?;
     for m in &managed {
@@ -675,6 +679,7 @@ pub async fn start_drbridge(
             format!("--cluster={m}"),
             format!("--kubeconfig={}", s(&env.kubeconfig(m)?)),
             format!("--admin-addr=127.0.0.1:{}", free_port()?),
+            "--log-filter=info".into(),
         ];
         env.spawn(&format!("drbridge-agent-{m}"), agent_bin, &args, &[])?;
     }
