@@ -148,9 +148,12 @@ async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
     let cache = drbridge_localenv::cache_dir();
     let printer = progress_printer();
     let (tc, helm) = tokio::task::spawn_blocking(move || {
-        let tc = drbridge_localenv::ensure_toolchain(&cache, &printer)?;
-        let helm = drbridge_localenv::ensure_helm(&cache, &printer)?;
-        Ok::<_, drbridge_localenv::Error>((tc, helm))
+        // helm is independent of the control planes: build it beside them.
+        std::thread::scope(|s| {
+            let helm = s.spawn(|| drbridge_localenv::ensure_helm(&cache, &printer));
+            let tc = drbridge_localenv::ensure_toolchain(&cache, &printer);
+            Ok::<_, drbridge_localenv::Error>((tc?, helm.join().expect("helm build thread")?))
+        })
     })
     .await??;
     println!("etcd:                    {}", tc.etcd.display());

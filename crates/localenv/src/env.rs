@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::ServiceAccount;
 use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 use tracing::{debug, info};
 
 use crate::certs::{ClusterPki, kubeconfig, write_private};
-use crate::process::{
-    Lifetime, Process, check_port_free, free_port, log_tail, pid_alive, stop_pid,
-};
+use crate::process::{Lifetime, Process, check_port_free, free_port, pid_alive, stop_pid};
+use crate::supervise::{Restarts, until_ready};
 use crate::{Error, Progress, releases};
 
 /// The binaries a cluster runs.
@@ -25,9 +25,18 @@ pub struct Toolchain {
 }
 
 /// Builds (first time) or finds (afterwards) the pinned binaries.
-pub fn ensure_toolchain(cache: &Path, progress: &dyn Fn(Progress)) -> Result<Toolchain, Error> {
-    let etcd = releases::etcd().ensure(cache, progress)?;
-    let k8s = releases::kubernetes().ensure(cache, progress)?;
+pub fn ensure_toolchain(
+    cache: &Path,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Toolchain, Error> {
+    // Independent module graphs, built side by side: on two cores one's
+    // downloads and single-threaded links overlap the other's compiles.
+    let (etcd, k8s) = std::thread::scope(|s| {
+        let etcd = s.spawn(|| releases::etcd().ensure(cache, progress));
+        let k8s = releases::kubernetes().ensure(cache, progress);
+        (etcd.join().expect("etcd build thread"), k8s)
+    });
+    let (etcd, k8s) = (etcd?, k8s?);
     Ok(Toolchain {
         etcd: etcd.join("etcd"),
         kube_apiserver: k8s.join("kube-apiserver"),
@@ -60,20 +69,31 @@ pub struct EnvOptions {
     /// runs [`WORKLOAD_CONTROLLERS`]. Every name must be in `clusters`.
     /// Empty by default: other clusters run no scheduler.
     pub workload_clusters: Vec<String>,
+    /// How components (and programs started with [`Env::spawn_until_ready`])
+    /// that exit during start-up are restarted.
+    pub restarts: Restarts,
 }
 
 impl EnvOptions {
-    /// Attached clusters in `dir`, 120 s to get ready, no workload clusters.
+    /// Attached clusters in `dir`, [`READY_TIMEOUT`] to get ready, no
+    /// workload clusters.
     pub fn new(dir: impl Into<PathBuf>, clusters: &[&str]) -> EnvOptions {
         EnvOptions {
             dir: dir.into(),
             clusters: clusters.iter().map(|c| c.to_string()).collect(),
             lifetime: Lifetime::Attached,
-            ready_timeout: Duration::from_secs(120),
+            ready_timeout: READY_TIMEOUT,
             workload_clusters: Vec::new(),
+            restarts: Restarts::default(),
         }
     }
 }
+
+/// How long clusters get to start by default (and in tests). The stress
+/// check on a loaded 2-core machine, three environments of three clusters
+/// starting at once, measured 13 s at most: the rest is margin for a machine
+/// that is also compiling.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The kube-controller-manager controllers of every cluster: what drbridge
 /// and Ramen rely on: namespace deletion, the garbage collector (owner
@@ -213,8 +233,99 @@ pub struct Env {
     _tmp: Option<TempDir>,
     toolchain: Toolchain,
     lifetime: Lifetime,
+    restarts: Restarts,
     clusters: Vec<LocalCluster>,
     extra: Vec<Process>,
+}
+
+/// The order a cluster's components start in: each phase starts when the one
+/// before is ready, so no component spends its own start-up timeout waiting
+/// for another (the controller-manager gives the API server only 10 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Etcd,
+    ApiServer,
+    Controllers,
+}
+
+impl Phase {
+    /// The phase of a cluster component, by its name.
+    fn of(component: &str) -> Phase {
+        match component {
+            "etcd" => Phase::Etcd,
+            "kube-apiserver" => Phase::ApiServer,
+            _ => Phase::Controllers,
+        }
+    }
+}
+
+/// One program of a cluster.
+struct Component {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+/// How a component shows it is up.
+enum Probe {
+    /// etcd's `/health` on its client port.
+    EtcdHealth(u16),
+    /// The API server's `/readyz`.
+    ApiReadyz(kube::Client),
+    /// The controller-manager's service-account controller made the
+    /// `default` ServiceAccount: it got past its API-server wait and runs
+    /// controllers (tests that create pods need that account anyway).
+    DefaultServiceAccount(kube::Client),
+    /// No probe without opening a serving port: up once it has run this
+    /// long. Used for the scheduler, which starts after the API server is
+    /// ready, retries the API itself, and exits early only on bad flags.
+    Running(Duration),
+}
+
+impl Probe {
+    async fn ready(&self, uptime: Duration) -> bool {
+        match self {
+            Probe::EtcdHealth(port) => etcd_healthy(*port).await,
+            Probe::ApiReadyz(client) => {
+                let req = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("static request");
+                match client.request_text(req).await {
+                    Ok(body) => body.trim() == "ok",
+                    Err(e) => {
+                        debug!(error = %e, "API server not ready");
+                        false
+                    }
+                }
+            }
+            Probe::DefaultServiceAccount(client) => {
+                let sas: kube::Api<ServiceAccount> =
+                    kube::Api::namespaced(client.clone(), "default");
+                matches!(sas.get_opt("default").await, Ok(Some(_)))
+            }
+            Probe::Running(settle) => uptime >= *settle,
+        }
+    }
+}
+
+/// etcd answers `{"health":"true",…}` on `/health` once it serves.
+async fn etcd_healthy(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).await.ok()?;
+        Some(String::from_utf8_lossy(&reply).contains(r#""health":"true""#))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), probe).await,
+        Ok(Some(true))
+    )
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -304,6 +415,7 @@ impl Env {
             _tmp: None,
             toolchain,
             lifetime: opts.lifetime,
+            restarts: opts.restarts,
             clusters: Vec::new(),
             extra: Vec::new(),
         };
@@ -337,24 +449,136 @@ impl Env {
                 processes: Vec::new(),
             });
         }
-        for i in 0..env.clusters.len() {
-            env.spawn_cluster(i)?;
-        }
-        env.save()?;
-        let deadline = Instant::now() + opts.ready_timeout;
-        for i in 0..env.clusters.len() {
-            env.wait_ready(i, deadline).await?;
-        }
+        let all: Vec<usize> = (0..env.clusters.len()).collect();
+        env.bring_up(&all, Instant::now() + opts.ready_timeout)
+            .await?;
         Ok(env)
     }
 
-    fn spawn_cluster(&mut self, i: usize) -> Result<(), Error> {
-        let lifetime = self.lifetime;
-        let tc = self.toolchain.clone();
-        let c = &mut self.clusters[i];
-        for port in [c.ports.apiserver, c.ports.etcd_client, c.ports.etcd_peer] {
-            check_port_free(port)?;
+    /// Starts the components of clusters `which` (ascending indices), phase
+    /// by phase, every cluster at once; restarts what exits on the way.
+    async fn bring_up(&mut self, which: &[usize], deadline: Instant) -> Result<(), Error> {
+        for &i in which {
+            let p = self.clusters[i].ports;
+            for port in [p.apiserver, p.etcd_client, p.etcd_peer] {
+                check_port_free(port)?;
+            }
         }
+        let started = Instant::now();
+        if let Err(e) = self.bring_up_phases(which, deadline).await {
+            return Err(self.root_cause(which, e));
+        }
+        for &i in which {
+            let c = &self.clusters[i];
+            info!(
+                cluster = %c.name,
+                apiserver = c.ports.apiserver,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "cluster ready"
+            );
+        }
+        Ok(())
+    }
+
+    async fn bring_up_phases(&mut self, which: &[usize], deadline: Instant) -> Result<(), Error> {
+        for phase in [Phase::Etcd, Phase::ApiServer, Phase::Controllers] {
+            let mut firsts = Vec::new();
+            for &i in which {
+                let comps = self.clusters[i].components(&self.toolchain);
+                let c = &mut self.clusters[i];
+                firsts.push(c.processes.len());
+                for comp in comps
+                    .into_iter()
+                    .filter(|comp| Phase::of(comp.name) == phase)
+                {
+                    let log = c.dir.join("logs").join(format!("{}.log", comp.name));
+                    c.processes.push(Process::spawn(
+                        comp.name,
+                        &comp.program,
+                        &comp.args,
+                        &log,
+                        self.lifetime,
+                    )?);
+                }
+            }
+            // Recorded at once, so `env down` finds them even if we die now.
+            self.save()?;
+            let mut clients = Vec::new();
+            for &i in which {
+                clients.push(match phase {
+                    Phase::Etcd => None,
+                    _ => Some(client_for(&self.clusters[i].kubeconfig).await?),
+                });
+            }
+            let restarts = self.restarts;
+            let mut waits = Vec::new();
+            let chosen = self
+                .clusters
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| which.contains(i))
+                .map(|(_, c)| c);
+            for ((c, first), client) in chosen.zip(firsts).zip(clients) {
+                let LocalCluster {
+                    name,
+                    ports,
+                    processes,
+                    ..
+                } = c;
+                for p in processes[first..].iter_mut() {
+                    let probe = match (p.name.as_str(), &client) {
+                        ("etcd", _) => Probe::EtcdHealth(ports.etcd_client),
+                        ("kube-apiserver", Some(k)) => Probe::ApiReadyz(k.clone()),
+                        ("kube-controller-manager", Some(k)) => {
+                            Probe::DefaultServiceAccount(k.clone())
+                        }
+                        _ => Probe::Running(Duration::from_secs(1)),
+                    };
+                    let what = format!("{name}/{}", p.name);
+                    waits.push(async move {
+                        let probe = &probe;
+                        until_ready(&what, p, restarts, deadline, |up| probe.ready(up)).await
+                    });
+                }
+            }
+            let result = futures::future::try_join_all(waits).await;
+            // Restarts changed pids.
+            self.save()?;
+            result?;
+        }
+        Ok(())
+    }
+
+    /// When a component never got ready because one it depends on exited
+    /// (etcd under the API server), the exited one is the error to report.
+    fn root_cause(&mut self, which: &[usize], err: Error) -> Error {
+        let Error::Start { what, .. } = &err else {
+            return err;
+        };
+        for &i in which {
+            let c = &mut self.clusters[i];
+            for p in &mut c.processes {
+                let id = format!("{}/{}", c.name, p.name);
+                if id != *what && !p.is_running() {
+                    return Error::Start {
+                        what: id,
+                        why: format!(
+                            "it exited while {what} started; last log lines:\n{}",
+                            p.log_tail(15)
+                        ),
+                        log: p.log.clone(),
+                    };
+                }
+            }
+        }
+        err
+    }
+}
+
+impl LocalCluster {
+    /// Every program of this cluster with its arguments, in start order.
+    fn components(&self, tc: &Toolchain) -> Vec<Component> {
+        let c = self;
         let p = &c.ports;
         let dir = &c.dir;
         let peer = format!("http://127.0.0.1:{}", p.etcd_peer);
@@ -411,80 +635,39 @@ impl Env {
             format!("--root-ca-file={}", s(pki.ca_cert())),
             "--use-service-account-credentials=true".into(),
         ];
-        let logs = dir.join("logs");
-        c.processes.push(Process::spawn(
-            "etcd",
-            &tc.etcd,
-            &etcd_args,
-            &logs.join("etcd.log"),
-            lifetime,
-        )?);
-        c.processes.push(Process::spawn(
-            "kube-apiserver",
-            &tc.kube_apiserver,
-            &apiserver_args,
-            &logs.join("kube-apiserver.log"),
-            lifetime,
-        )?);
-        c.processes.push(Process::spawn(
-            "kube-controller-manager",
-            &tc.kube_controller_manager,
-            &kcm_args,
-            &logs.join("kube-controller-manager.log"),
-            lifetime,
-        )?);
+        let mut comps = vec![
+            Component {
+                name: "etcd",
+                program: tc.etcd.clone(),
+                args: etcd_args,
+            },
+            Component {
+                name: "kube-apiserver",
+                program: tc.kube_apiserver.clone(),
+                args: apiserver_args,
+            },
+            Component {
+                name: "kube-controller-manager",
+                program: tc.kube_controller_manager.clone(),
+                args: kcm_args,
+            },
+        ];
         if c.workloads {
-            let scheduler_args = vec![
-                format!("--kubeconfig={}", s(dir.join("scheduler.kubeconfig"))),
-                "--secure-port=0".into(),
-                "--leader-elect=false".into(),
-            ];
-            c.processes.push(Process::spawn(
-                "kube-scheduler",
-                &tc.kube_scheduler,
-                &scheduler_args,
-                &logs.join("kube-scheduler.log"),
-                lifetime,
-            )?);
+            comps.push(Component {
+                name: "kube-scheduler",
+                program: tc.kube_scheduler.clone(),
+                args: vec![
+                    format!("--kubeconfig={}", s(dir.join("scheduler.kubeconfig"))),
+                    "--secure-port=0".into(),
+                    "--leader-elect=false".into(),
+                ],
+            });
         }
-        info!(cluster = %c.name, apiserver = p.apiserver, "cluster started");
-        Ok(())
+        comps
     }
+}
 
-    async fn wait_ready(&mut self, i: usize, deadline: Instant) -> Result<(), Error> {
-        let name = self.clusters[i].name.clone();
-        let client = self.client(&name).await?;
-        loop {
-            let req = http::Request::get("/readyz")
-                .body(Vec::new())
-                .expect("static request");
-            match client.request_text(req).await {
-                Ok(body) if body.trim() == "ok" => return Ok(()),
-                Ok(body) => debug!(cluster = %name, %body, "not ready"),
-                Err(e) => debug!(cluster = %name, error = %e, "not ready"),
-            }
-            for p in &mut self.clusters[i].processes {
-                if !p.is_running() {
-                    return Err(Error::Start {
-                        what: format!("{name}/{}", p.name),
-                        why: format!("it exited; last log lines:\n{}", p.log_tail(15)),
-                        log: p.log.clone(),
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                let c = &self.clusters[i];
-                let log = c.dir.join("logs").join("kube-apiserver.log");
-                return Err(Error::Start {
-                    what: format!("{name}/kube-apiserver"),
-                    why: format!("not ready in time; last log lines:\n{}", log_tail(&log, 15)),
-                    log,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
+impl Env {
     fn save(&self) -> Result<(), Error> {
         self.state().save(&self.dir)
     }
@@ -577,9 +760,7 @@ impl Env {
         if !self.clusters[i].processes.is_empty() {
             return Ok(());
         }
-        self.spawn_cluster(i)?;
-        self.save()?;
-        self.wait_ready(i, Instant::now() + timeout).await
+        self.bring_up(&[i], Instant::now() + timeout).await
     }
 
     /// Starts another program beside the clusters (hub, agent, operator),
@@ -597,6 +778,36 @@ impl Env {
         self.extra.push(p);
         self.save()?;
         Ok(pid)
+    }
+
+    /// Starts a program like [`Env::spawn`] and waits until `ready` answers
+    /// true (called every 100 ms with the uptime of the current run), at
+    /// most `timeout`. If it exits first it is started again with the
+    /// environment's [`Restarts`]; if it keeps exiting, or is not ready in
+    /// time, it is stopped and the error quotes its log.
+    pub async fn spawn_until_ready<R, Fut>(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        timeout: Duration,
+        ready: R,
+    ) -> Result<u32, Error>
+    where
+        R: FnMut(Duration) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        self.spawn(name, program, args, env)?;
+        let p = self.extra.last_mut().expect("just spawned");
+        let result = until_ready(name, p, self.restarts, deadline, ready).await;
+        if result.is_err() {
+            let mut p = self.extra.pop().expect("just spawned");
+            p.stop(Duration::from_secs(10));
+        }
+        self.save()?;
+        result.map(|()| self.extra.last().expect("ready").pid)
     }
 
     /// Stops a program started with [`Env::spawn`].
@@ -646,18 +857,33 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // Stop everything at once: closing every guard pipe first lets the
-        // processes shut down in parallel.
-        let mut all: Vec<Process> = std::mem::take(&mut self.extra);
-        for c in &mut self.clusters {
-            all.extend(std::mem::take(&mut c.processes).into_iter().rev());
+        // Every cluster at once, but in reverse start order: an API server
+        // whose etcd is already gone waits out the whole grace period and is
+        // killed, one whose etcd still runs stops in about a second.
+        stop_together(std::mem::take(&mut self.extra));
+        for phase in [Phase::Controllers, Phase::ApiServer, Phase::Etcd] {
+            let mut group = Vec::new();
+            for c in &mut self.clusters {
+                let (now, later) = std::mem::take(&mut c.processes)
+                    .into_iter()
+                    .partition(|p| Phase::of(&p.name) == phase);
+                group.extend(now);
+                c.processes = later;
+            }
+            stop_together(group);
         }
-        for p in &mut all {
-            p.close();
-        }
-        for mut p in all {
-            p.stop(Duration::from_secs(10));
-        }
+    }
+}
+
+/// Asks every process to stop at once (closing their guard pipes), then
+/// waits for them against one shared grace period, killing stragglers.
+fn stop_together(mut procs: Vec<Process>) {
+    for p in &mut procs {
+        p.close();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for mut p in procs {
+        p.stop(deadline.saturating_duration_since(Instant::now()));
     }
 }
 

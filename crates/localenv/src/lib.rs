@@ -19,16 +19,18 @@ mod env;
 pub mod gobuild;
 pub mod process;
 pub mod releases;
+pub mod supervise;
 mod wait;
 
 use std::path::{Path, PathBuf};
 
 pub use env::{
-    CONTROLLERS, ClusterPorts, ClusterState, Env, EnvOptions, EnvState, ExtraProcess, Toolchain,
-    WORKLOAD_CONTROLLERS, client_for, ensure_helm, ensure_toolchain,
+    CONTROLLERS, ClusterPorts, ClusterState, Env, EnvOptions, EnvState, ExtraProcess,
+    READY_TIMEOUT, Toolchain, WORKLOAD_CONTROLLERS, client_for, ensure_helm, ensure_toolchain,
 };
 pub use gobuild::Progress;
 pub use process::Lifetime;
+pub use supervise::Restarts;
 pub use wait::eventually;
 
 /// Where built binaries are cached: `$DRBRIDGE_CACHE_DIR`, else

@@ -33,6 +33,17 @@ pub struct Process {
     pub pid: u32,
     pub log: PathBuf,
     guard: Option<Child>,
+    started: Instant,
+    /// What it was started with, to start it again the same way.
+    spec: Spec,
+}
+
+#[derive(Clone, Debug)]
+struct Spec {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    lifetime: Lifetime,
 }
 
 const GUARD: &str = r#"
@@ -63,9 +74,36 @@ impl Process {
         log: &Path,
         lifetime: Lifetime,
     ) -> Result<Process, Error> {
+        let spec = Spec {
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            lifetime,
+        };
+        Self::start(name, spec, log)
+    }
+
+    /// Starts the same program again with the same arguments, environment and
+    /// log (appended to), after this run exited.
+    pub fn respawn(&self) -> Result<Process, Error> {
+        Self::start(&self.name, self.spec.clone(), &self.log)
+    }
+
+    /// How long this run has been going.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn start(name: &str, spec: Spec, log: &Path) -> Result<Process, Error> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
+        let (program, args, lifetime) = (&spec.program, &spec.args, spec.lifetime);
+        let env = &spec.env;
+        let started = Instant::now();
         match lifetime {
             Lifetime::Attached => {
                 let mut child = Command::new("sh")
@@ -74,7 +112,7 @@ impl Process {
                     .arg("drbridge-guard")
                     .arg(program)
                     .args(args)
-                    .envs(env.iter().map(|(k, v)| (*k, v)))
+                    .envs(env.iter().map(|(k, v)| (k, v)))
                     .env("DRBRIDGE_LOG", log)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -96,6 +134,8 @@ impl Process {
                     pid,
                     log: log.to_path_buf(),
                     guard: Some(child),
+                    started,
+                    spec,
                 })
             }
             Lifetime::Detached => {
@@ -108,7 +148,7 @@ impl Process {
                 let err = out.try_clone().map_err(|e| Error::io(log, e))?;
                 let child = Command::new(program)
                     .args(args)
-                    .envs(env.iter().map(|(k, v)| (*k, v)))
+                    .envs(env.iter().map(|(k, v)| (k, v)))
                     .stdin(Stdio::null())
                     .stdout(out)
                     .stderr(err)
@@ -122,6 +162,8 @@ impl Process {
                     pid: child.id(),
                     log: log.to_path_buf(),
                     guard: None,
+                    started,
+                    spec,
                 })
             }
         }

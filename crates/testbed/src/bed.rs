@@ -657,6 +657,9 @@ pub async fn start_drbridge(
     let hub_args = vec![
         format!("--listen-addr=127.0.0.1:{port}"),
         format!("--admin-addr=127.0.0.1:{}", free_port()?),
+        // Its own loopback port: the default 0.0.0.0:8444 is taken as soon
+        // as a second environment runs on the machine.
+        format!("--join-addr=127.0.0.1:{}", free_port()?),
         format!("--tls-cert={}", s(&hub_tls.cert)),
         format!("--tls-key={}", s(&hub_tls.key)),
         format!("--tls-ca={}", s(&hub_tls.ca)),

@@ -108,7 +108,8 @@ async fn three_clusters_are_real_and_independent() {
         .get("default")
         .await
         .unwrap();
-    env.start_cluster("dr2", Duration::from_secs(60))
+    // A restart gets the time a first start gets.
+    env.start_cluster("dr2", drbridge_localenv::READY_TIMEOUT)
         .await
         .unwrap();
     Api::<Namespace>::all(env.client("dr2").await.unwrap())
