@@ -153,9 +153,18 @@ impl Testbed {
         bed.start_s3(opts.timeout).await?;
         clock.lap("s3");
         bed.prepare_hub().await?;
-        let velero_crds = manifests::velero_crds(&bed.programs.velero)?;
+        let mut extra_crds = manifests::velero_crds(&bed.programs.velero)?;
+        let snapshotter = build::go_module_dir(
+            &bed.programs.ramen_tree,
+            &["list", "-m", "-json", manifests::SNAPSHOTTER_MODULE],
+        )?;
+        extra_crds.extend(manifests::read_crds(
+            &snapshotter,
+            manifests::SNAPSHOTTER_CRDS,
+        )?);
+        extra_crds.extend(drbridge_storage_simulator::crds::crds());
         for m in MANAGED {
-            bed.prepare_managed(m, &velero_crds).await?;
+            bed.prepare_managed(m, &extra_crds).await?;
         }
         clock.lap("crds and namespaces");
         for m in MANAGED {
@@ -284,6 +293,10 @@ impl Testbed {
     /// `default` ManagedClusterSet, Ramen's namespace and configuration.
     async fn prepare_hub(&mut self) -> Result<(), Error> {
         let hub = self.client(HUB).await?;
+        // drbridge's OCM CRDs (ManagedClusterSet among them) and the
+        // ManagedClusters; start_drbridge applies them again, harmlessly.
+        let managed: Vec<String> = MANAGED.iter().map(|s| s.to_string()).collect();
+        prepare_hub(&hub, &managed).await?;
         let crds = manifests::read_crds(&self.programs.ramen_tree, manifests::RAMEN_HUB_CRDS)?;
         apply_crds(&hub, &crds).await?;
         apply(&hub, &manifests::managed_cluster_set()).await?;
@@ -293,23 +306,25 @@ impl Testbed {
         Ok(())
     }
 
-    /// A managed cluster: every CRD the dr-cluster operator and Velero need,
+    /// A managed cluster: every CRD the dr-cluster operator and Velero need
+    /// (Ramen's, the third-party ones of `extra_crds`),
     /// namespaces, Ramen's configuration, the simulated storage's classes.
     async fn prepare_managed(
         &mut self,
         cluster: &str,
-        velero_crds: &[CustomResourceDefinition],
+        extra_crds: &[CustomResourceDefinition],
     ) -> Result<(), Error> {
         let c = self.client(cluster).await?;
         let mut crds =
             manifests::read_crds(&self.programs.ramen_tree, manifests::RAMEN_DR_CLUSTER_CRDS)?;
-        crds.extend(velero_crds.iter().cloned());
+        crds.extend(extra_crds.iter().cloned());
         apply_crds(&c, &crds).await?;
         for ns in [RAMEN_NAMESPACE, VELERO_NAMESPACE, RAMEN_OPS_NAMESPACE] {
             apply(&c, &manifests::namespace(ns)).await?;
         }
         let cfg = manifests::ramen_config("dr-cluster", free_port()?);
         apply(&c, &manifests::configmap(DR_CLUSTER_CONFIGMAP, cfg)).await?;
+        apply(&c, &manifests::velero_deployment()).await?;
         apply(&c, &manifests::storage_class(cluster)).await?;
         apply(&c, &manifests::volume_replication_class(cluster)).await?;
         Ok(())
@@ -592,6 +607,7 @@ pub async fn apply(client: &kube::Client, obj: &Value) -> Result<(), Error> {
         "StorageClass" => "storageclasses".to_string(),
         "VolumeReplicationClass" => "volumereplicationclasses".to_string(),
         "ManagedClusterSet" => "managedclustersets".to_string(),
+        "Deployment" => "deployments".to_string(),
         k => format!("{}s", k.to_ascii_lowercase()),
     };
     let ar =
@@ -641,11 +657,18 @@ pub async fn start_drbridge(
     let hub_args = vec![
         format!("--listen-addr=127.0.0.1:{port}"),
         format!("--admin-addr=127.0.0.1:{}", free_port()?),
+        // Its own loopback port: the default 0.0.0.0:8444 is taken as soon
+        // as a second environment runs on the machine.
+        format!("--join-addr=127.0.0.1:{}", free_port()?),
         format!("--tls-cert={}", s(&hub_tls.cert)),
         format!("--tls-key={}", s(&hub_tls.key)),
         format!("--tls-ca={}", s(&hub_tls.ca)),
         format!("--kubeconfig={}", s(&env.kubeconfig(hub_name)?)),
         "--hub-id=local".into(),
+        // Explicit: localenv's process guard (attached lifetime) exports
+        // DRBRIDGE_LOG as the log file's path, which the hub and agent would
+        // read as their log filter.
+        "--log=info".into(),
     ];
     env.spawn("drbridge-hub", hub_bin, &hub_args, &[])?;
     for m in &managed {
@@ -659,6 +682,7 @@ pub async fn start_drbridge(
             format!("--cluster={m}"),
             format!("--kubeconfig={}", s(&env.kubeconfig(m)?)),
             format!("--admin-addr=127.0.0.1:{}", free_port()?),
+            "--log-filter=info".into(),
         ];
         env.spawn(&format!("drbridge-agent-{m}"), agent_bin, &args, &[])?;
     }

@@ -54,6 +54,12 @@ pub enum Error {
     Env(#[from] drbridge_localenv::Error),
     #[error("kubernetes: {0}")]
     Kube(#[from] kube::Error),
+    #[error("applying {what}: {source}")]
+    Apply {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{path}: {why}")]
     Manifest { path: PathBuf, why: String },
     #[error("{what} did not start: {why}{}", log_hint(.log))]

@@ -19,7 +19,9 @@ pub const RAMEN_HUB_CRDS: &[&str] = &[
 /// Ramen's dr-cluster CRDs (`config/dr-cluster/crd`) and every third-party
 /// kind the dr-cluster operator watches or reads (from Ramen's `hack/test`):
 /// they must exist before it starts, since controller-runtime fails its
-/// watches otherwise. Velero's come from Velero itself.
+/// watches otherwise. Velero's come from Velero itself, VolumeReplication and
+/// VolumeReplicationClass from the storage simulator (csi-addons' current
+/// schema), the CSI snapshot kinds from [`SNAPSHOTTER_MODULE`].
 pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "config/crd/bases/ramendr.openshift.io_volumereplicationgroups.yaml",
     "config/crd/bases/ramendr.openshift.io_protectedvolumereplicationgrouplists.yaml",
@@ -27,18 +29,11 @@ pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "config/crd/bases/ramendr.openshift.io_drclusterconfigs.yaml",
     "config/crd/bases/ramendr.openshift.io_replicationgroupsources.yaml",
     "config/crd/bases/ramendr.openshift.io_replicationgroupdestinations.yaml",
-    "hack/test/replication.storage.openshift.io_volumereplications.yaml",
-    "hack/test/replication.storage.openshift.io_volumereplicationclasses.yaml",
     "hack/test/replication.storage.openshift.io_volumegroupreplications.yaml",
     "hack/test/replication.storage.openshift.io_volumegroupreplicationclasses.yaml",
     "hack/test/replication.storage.openshift.io_volumegroupreplicationcontents.yaml",
     "hack/test/networkfenceclasses.csiaddons.openshift.io.yaml",
     "hack/test/csiaddonsnodes.csiaddons.openshift.io.yaml",
-    "hack/test/snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
-    "hack/test/snapshot.storage.k8s.io_volumesnapshots.yaml",
-    "hack/test/groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
-    "hack/test/groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
-    "hack/test/groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
     "hack/test/groupsnapshot.storage.openshift.io_volumegroupsnapshotclasses.yaml",
     "hack/test/groupsnapshot.storage.openshift.io_volumegroupsnapshotcontents.yaml",
     "hack/test/groupsnapshot.storage.openshift.io_volumegroupsnapshots.yaml",
@@ -46,6 +41,19 @@ pub const RAMEN_DR_CLUSTER_CRDS: &[&str] = &[
     "hack/test/recipes.ramendr.openshift.io.yaml",
     "hack/test/volsync.backube_replicationdestinations.yaml",
     "hack/test/volsync.backube_replicationsources.yaml",
+];
+
+/// The CSI snapshot CRDs at the version Ramen's go.mod selects, from the
+/// external-snapshotter client module (Ramen's hack/test has only v1beta1 of
+/// the group snapshot kinds; the dr-cluster operator watches v1).
+pub const SNAPSHOTTER_MODULE: &str = "github.com/kubernetes-csi/external-snapshotter/client/v8";
+pub const SNAPSHOTTER_CRDS: &[&str] = &[
+    "config/crd/snapshot.storage.k8s.io_volumesnapshotclasses.yaml",
+    "config/crd/snapshot.storage.k8s.io_volumesnapshotcontents.yaml",
+    "config/crd/snapshot.storage.k8s.io_volumesnapshots.yaml",
+    "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshotclasses.yaml",
+    "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshotcontents.yaml",
+    "config/crd/groupsnapshot.storage.k8s.io_volumegroupsnapshots.yaml",
 ];
 
 /// Reads CRDs from YAML files (one or more documents each) under `root`.
@@ -181,6 +189,32 @@ pub fn volume_replication_class(cluster: &str) -> Value {
         "spec": {
             "provisioner": PROVISIONER,
             "parameters": {"schedulingInterval": SCHEDULING_INTERVAL},
+        },
+    })
+}
+
+/// The `velero` Deployment a Velero install has. Velero runs out of cluster
+/// here, but its pod-volume restore action looks this Deployment up (for the
+/// restore helper's image) and fails every restore with a pod without it. No
+/// replicas: nothing runs from it.
+pub fn velero_deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": "velero", "namespace": VELERO_NAMESPACE,
+            "labels": {"component": "velero", "drbridge.io/testbed": "out-of-cluster-velero"},
+            "annotations": {"drbridge.io/testbed": "Velero runs as a process beside the cluster; this Deployment only describes it"},
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"deploy": "velero"}},
+            "template": {
+                "metadata": {"labels": {"deploy": "velero"}},
+                "spec": {"containers": [{
+                    "name": "velero",
+                    "image": format!("velero/velero:{}", crate::build::VELERO_VERSION),
+                }]},
+            },
         },
     })
 }
