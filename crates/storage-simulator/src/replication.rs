@@ -245,11 +245,24 @@ impl<'a> Builder<'a> {
 
     fn primary(mut self, current: &str, interval: Duration) -> Outcome {
         let promoted = current != state::PRIMARY;
-        // A fresh primary has just taken its first snapshot; an existing one syncs on the
-        // schedule that started then.
+        // A fresh primary's first sync completes one interval after promotion, as a
+        // snapshot-mirroring driver's does; reporting it at once let Ramen call a workload
+        // protected before its first kube-object capture reached S3, and a failover then
+        // had nothing to restore. Later syncs follow the schedule that started then.
+        let started = if promoted {
+            self.now
+        } else {
+            self.old
+                .last_start_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(self.now)
+        };
+        let step = k8s_openapi::jiff::SignedDuration::try_from(interval).unwrap_or_default();
+        let first = started.checked_add(step).unwrap_or(started);
         let last_sync = match (&self.old.last_sync_time, promoted) {
-            (Some(t), false) => latest_sync(t.0, interval, self.now),
-            _ => self.now,
+            (Some(t), false) => Some(latest_sync(t.0, interval, self.now)),
+            _ => (first <= self.now).then_some(first),
         };
         self.set(
             ct::COMPLETED,
@@ -269,14 +282,19 @@ impl<'a> Builder<'a> {
                 go_duration(interval)
             ),
         );
-        let requeue = until_next_sync(last_sync, interval, self.now);
+        let requeue = match last_sync {
+            Some(l) => until_next_sync(l, interval, self.now),
+            None => std::time::Duration::try_from(first.duration_since(self.now))
+                .unwrap_or(interval)
+                .max(std::time::Duration::from_secs(1)),
+        };
         let mut out = self.finish(
             state::PRIMARY,
             "volume is marked primary",
             promoted.then_some(Transition::Promoted),
             Some(requeue),
         );
-        out.status.last_sync_time = Some(Time(last_sync));
+        out.status.last_sync_time = last_sync.map(Time);
         // A simulator copies no data: each sync takes no time and moves no bytes.
         out.status.last_sync_duration = Some(go_duration(Duration::ZERO));
         out.status.last_sync_bytes = Some(0);
@@ -550,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn new_primary_is_promoted_with_a_first_sync() {
+    fn new_primary_is_promoted_and_syncs_one_interval_later() {
         let out = run(1, desired::PRIMARY, &Default::default(), Ok(MIN), 0);
         let s = &out.status;
         assert_ramen_invariants(s, 1);
@@ -570,19 +588,23 @@ mod tests {
             cond(s, ct::REPLICATING),
             Some(("True", reason::REPLICATING))
         );
-        assert_eq!(s.last_sync_time, Some(Time(ts(0))));
+        // No sync yet: Ramen must not call the workload protected before the first one.
+        assert_eq!(s.last_sync_time, None);
         assert_eq!(s.last_sync_duration.as_deref(), Some("0s"));
         assert_eq!(s.last_sync_bytes, Some(0));
         assert_eq!(out.requeue, Some(MIN));
         assert_eq!(out.transition, Some(Transition::Promoted));
         assert!(s.message.starts_with("volume is marked primary"));
+        let synced = run(1, desired::PRIMARY, s, Ok(MIN), 60);
+        assert_eq!(synced.status.last_sync_time, Some(Time(ts(60))));
+        assert_eq!(synced.transition, None);
     }
 
     #[test]
     fn primary_sync_time_advances_on_the_schedule_only() {
         let first = run(1, desired::PRIMARY, &Default::default(), Ok(MIN), 0).status;
         let early = run(1, desired::PRIMARY, &first, Ok(MIN), 59);
-        assert_eq!(early.status.last_sync_time, Some(Time(ts(0))));
+        assert_eq!(early.status.last_sync_time, None);
         assert_eq!(early.transition, None);
         assert_eq!(early.requeue, Some(Duration::from_secs(1)));
         // Nothing changed: the same status, so no write.
@@ -634,7 +656,9 @@ mod tests {
         assert_ramen_invariants(&out.status, 2);
         assert!(ramen_primary_ready(&out.status));
         assert_eq!(out.transition, Some(Transition::Promoted));
-        assert_eq!(out.status.last_sync_time, Some(Time(ts(100))));
+        // The new primary's first sync is one interval after its promotion.
+        assert_eq!(out.status.last_sync_time, None);
+        assert_eq!(out.requeue, Some(MIN));
     }
 
     #[test]
@@ -644,12 +668,15 @@ mod tests {
         let out = run(2, desired::PRIMARY, &primary, Ok(MIN), 5);
         assert_ramen_invariants(&out.status, 2);
         assert_eq!(out.transition, None);
-        assert_eq!(out.status.last_sync_time, Some(Time(ts(0))));
+        // Still before the first sync, which the new generation does not move.
+        assert_eq!(out.status.last_sync_time, None);
+        assert_eq!(out.requeue, Some(Duration::from_secs(55)));
     }
 
     #[test]
     fn resync_of_a_primary_is_refused_and_says_why() {
-        let primary = run(1, desired::PRIMARY, &Default::default(), Ok(MIN), 0).status;
+        let promoted = run(1, desired::PRIMARY, &Default::default(), Ok(MIN), 0).status;
+        let primary = run(1, desired::PRIMARY, &promoted, Ok(MIN), 60).status;
         let out = run(2, desired::RESYNC, &primary, Ok(MIN), 10);
         let s = &out.status;
         assert_ramen_invariants(s, 2);
@@ -670,7 +697,7 @@ mod tests {
         );
         assert_eq!(out.transition, Some(Transition::Refused));
         // The storage did nothing: the primary's last sync stays.
-        assert_eq!(s.last_sync_time, Some(Time(ts(0))));
+        assert_eq!(s.last_sync_time, Some(Time(ts(60))));
     }
 
     #[test]
