@@ -46,8 +46,12 @@ struct Spec {
     lifetime: Lifetime,
 }
 
+// The log path is the first argument, not an environment variable: the child inherits
+// the guard's environment, and drbridge's own binaries read `DRBRIDGE_LOG` as their log filter.
 const GUARD: &str = r#"
-"$@" </dev/null >>"$DRBRIDGE_LOG" 2>&1 &
+log=$1
+shift
+"$@" </dev/null >>"$log" 2>&1 &
 child=$!
 echo "$child"
 cat >/dev/null
@@ -110,10 +114,10 @@ impl Process {
                     .arg("-c")
                     .arg(GUARD)
                     .arg("drbridge-guard")
+                    .arg(log)
                     .arg(program)
                     .args(args)
                     .envs(env.iter().map(|(k, v)| (k, v)))
-                    .env("DRBRIDGE_LOG", log)
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())
@@ -291,4 +295,39 @@ pub fn check_port_free(port: u16) -> Result<(), Error> {
     std::net::TcpListener::bind(("127.0.0.1", port))
         .map(drop)
         .map_err(|_| Error::PortInUse { port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// drbridge's binaries read `DRBRIDGE_LOG` as their log filter: the guard must not hand
+    /// its log path to the child in that variable (the hub exited with "invalid log filter").
+    #[test]
+    fn an_attached_child_sees_only_the_environment_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("child.log");
+        let script = r#"echo "filter=${DRBRIDGE_LOG-unset} given=$GIVEN"; touch done; exec sleep 600"#;
+        let args = vec![
+            "-c".to_string(),
+            format!("cd {} && {script}", dir.path().display()),
+        ];
+        let mut p = Process::spawn_with_env(
+            "child",
+            Path::new("sh"),
+            &args,
+            &[("GIVEN", "yes".to_string())],
+            &log,
+            Lifetime::Attached,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !dir.path().join("done").exists() {
+            assert!(Instant::now() < deadline, "the child never ran: {}", p.log_tail(20));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.stop(Duration::from_secs(5));
+        let out = std::fs::read_to_string(&log).unwrap();
+        assert!(out.contains("filter=unset given=yes"), "{out}");
+    }
 }
