@@ -307,7 +307,8 @@ mod tests {
     fn an_attached_child_sees_only_the_environment_it_was_given() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("child.log");
-        let script = r#"echo "filter=${DRBRIDGE_LOG-unset} given=$GIVEN"; touch done; exec sleep 600"#;
+        let script =
+            r#"echo "filter=${DRBRIDGE_LOG-unset} given=$GIVEN"; touch done; exec sleep 600"#;
         let args = vec![
             "-c".to_string(),
             format!("cd {} && {script}", dir.path().display()),
@@ -323,7 +324,11 @@ mod tests {
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while !dir.path().join("done").exists() {
-            assert!(Instant::now() < deadline, "the child never ran: {}", p.log_tail(20));
+            assert!(
+                Instant::now() < deadline,
+                "the child never ran: {}",
+                p.log_tail(20)
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         p.stop(Duration::from_secs(5));
