@@ -26,7 +26,8 @@ impl Binaries {
         // Under `cargo run`, build the siblings so they match this binary's source.
         if let Some(cargo) = std::env::var_os("CARGO") {
             let release = dir.ends_with("release");
-            eprintln!("… building drbridge-hub and drbridge-agent");
+            // The storage simulator too: `env up --ramen` starts it beside each agent.
+            eprintln!("… building drbridge-hub, drbridge-agent and drbridge-storage-simulator");
             let mut cmd = std::process::Command::new(cargo);
             cmd.args([
                 "build",
@@ -35,13 +36,17 @@ impl Binaries {
                 "drbridge-hub",
                 "-p",
                 "drbridge-agent",
+                "-p",
+                "drbridge-storage-simulator",
             ]);
             if release {
                 cmd.arg("--release");
             }
             let status = cmd.status().context("running cargo build")?;
             if !status.success() {
-                bail!("building drbridge-hub and drbridge-agent failed");
+                bail!(
+                    "building drbridge-hub, drbridge-agent and drbridge-storage-simulator failed"
+                );
             }
         }
         for b in [&hub, &agent] {
