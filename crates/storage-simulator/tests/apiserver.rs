@@ -279,14 +279,21 @@ async fn simulator_on_a_real_api_server() {
     assert!(has(&vr, "Degraded", "False", "Healthy"));
     assert!(has(&vr, "Resyncing", "False", "NotResyncing"));
     assert!(has(&vr, "Validated", "True", "PrerequisiteMet"));
-    let first = vr
-        .status
-        .as_ref()
-        .unwrap()
-        .last_sync_time
-        .clone()
-        .expect("lastSyncTime");
+    // The first sync completes one interval after promotion, not at it.
+    let synced = wait_vr(&vrs, "data", "first sync", |vr| {
+        vr.status
+            .as_ref()
+            .is_some_and(|s| s.last_sync_time.is_some())
+    })
+    .await;
+    let status = synced.status.as_ref().unwrap();
+    let first = status.last_sync_time.clone().unwrap();
+    let started = status.last_start_time.clone().expect("lastStartTime");
     assert!(first.0 <= Timestamp::now());
+    assert!(
+        first.0.duration_since(started.0).as_secs() >= 2,
+        "first sync {first:?} less than an interval after promotion at {started:?}"
+    );
     let later = wait_vr(&vrs, "data", "lastSyncTime advanced", |vr| {
         vr.status
             .as_ref()
@@ -452,14 +459,17 @@ async fn simulator_on_a_real_api_server() {
     })
     .await;
     let before = names(pvs.list(&Default::default()).await.unwrap().items);
-    let synced = vrs
-        .get("restored")
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .last_sync_time
-        .unwrap();
+    // Its first sync (one interval after promotion) too.
+    let synced = wait_vr(&vrs, "restored", "first sync", |vr| {
+        vr.status
+            .as_ref()
+            .is_some_and(|s| s.last_sync_time.is_some())
+    })
+    .await
+    .status
+    .unwrap()
+    .last_sync_time
+    .unwrap();
     env.stop_process("storage-simulator").unwrap();
     env.spawn(
         "storage-simulator",
