@@ -686,11 +686,7 @@ async fn views_presence_and_bad_works() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    drbridge_localenv::ports::free_port().unwrap()
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {

@@ -10,7 +10,8 @@ use tempfile::TempDir;
 use tracing::{debug, info};
 
 use crate::certs::{ClusterPki, kubeconfig, write_private};
-use crate::process::{Lifetime, Process, check_port_free, free_port, pid_alive, stop_pid};
+use crate::ports::{check_port_free, free_port};
+use crate::process::{Lifetime, Process, pid_alive, stop_pid};
 use crate::supervise::{Restarts, until_ready};
 use crate::{Error, Progress, releases};
 

@@ -17,6 +17,7 @@ pub mod bridge;
 pub mod certs;
 mod env;
 pub mod gobuild;
+pub mod ports;
 pub mod process;
 pub mod releases;
 pub mod supervise;
@@ -74,6 +75,8 @@ pub enum Error {
         "port {port} on 127.0.0.1 is already in use; stop what holds it or choose another port"
     )]
     PortInUse { port: u16 },
+    #[error("no free port on 127.0.0.1 in {range}")]
+    NoFreePort { range: String },
     #[error("{what} did not start: {why}. Its log is {log}")]
     Start {
         what: String,

@@ -278,25 +278,6 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A free TCP port on loopback. The kernel hands out ephemeral ports in a
-/// way that makes an immediate reuse by a parallel test unlikely.
-pub fn free_port() -> Result<u16, Error> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?;
-    let port = l
-        .local_addr()
-        .map_err(|e| Error::io(Path::new("127.0.0.1:0"), e))?
-        .port();
-    Ok(port)
-}
-
-/// Fails with a clear message when a port is taken.
-pub fn check_port_free(port: u16) -> Result<(), Error> {
-    std::net::TcpListener::bind(("127.0.0.1", port))
-        .map(drop)
-        .map_err(|_| Error::PortInUse { port })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,7 +228,7 @@ async fn simulator_on_a_real_api_server() {
     .await;
 
     let kubeconfig = env.kubeconfig("dr1").unwrap();
-    let admin_port = drbridge_localenv::process::free_port().unwrap();
+    let admin_port = drbridge_localenv::ports::free_port().unwrap();
     let sim_args: Vec<String> = vec![
         "--kubeconfig".into(),
         kubeconfig.display().to_string(),

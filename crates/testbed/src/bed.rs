@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use drbridge_localenv::bridge::{BridgePki, apply_crds, prepare_hub, prepare_managed};
-use drbridge_localenv::process::{free_port, log_tail};
+use drbridge_localenv::ports::free_port;
+use drbridge_localenv::process::log_tail;
 use drbridge_localenv::{Env, EnvOptions, Lifetime, Progress};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};

@@ -112,10 +112,12 @@ impl Bridge {
                 .expect("managed cluster prepared");
         }
         let pki = BridgePki::ensure(&env.dir().join("drbridge-pki")).unwrap();
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        // The hub binds this address again on every restart, so it must not be one an
+        // outgoing connection could take meanwhile.
+        let addr = SocketAddr::from((
+            [127, 0, 0, 1],
+            drbridge_localenv::ports::free_port().unwrap(),
+        ));
         let mut b = Bridge {
             env,
             pki,
