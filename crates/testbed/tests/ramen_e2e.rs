@@ -20,8 +20,13 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// drbridge's binaries, built from this checkout into this target dir.
+/// drbridge's binaries, built from this checkout into this target dir, or those in
+/// `DRBRIDGE_TOOLS_DIR` (CI's `cargo test --workspace` built them: building them again here
+/// with the binaries' own feature set would recompile a dozen crates and overwrite them).
 fn tools() -> Tools {
+    if let Some(dir) = std::env::var_os("DRBRIDGE_TOOLS_DIR") {
+        return Tools::in_dir(std::path::Path::new(&dir));
+    }
     let status = Command::new(env!("CARGO"))
         .current_dir(repo_root())
         .args([
