@@ -237,6 +237,8 @@ pub struct Env {
     restarts: Restarts,
     clusters: Vec<LocalCluster>,
     extra: Vec<Process>,
+    /// Programs stopped by [`Env::suspend_process`], kept to be started again the same way.
+    suspended: Vec<Process>,
 }
 
 /// The order a cluster's components start in: each phase starts when the one
@@ -419,6 +421,7 @@ impl Env {
             restarts: opts.restarts,
             clusters: Vec::new(),
             extra: Vec::new(),
+            suspended: Vec::new(),
         };
         for name in &opts.clusters {
             let dir = env.dir.join(name);
@@ -818,6 +821,45 @@ impl Env {
             p.stop(Duration::from_secs(10));
         }
         self.save()
+    }
+
+    /// Stops a program started with [`Env::spawn`] (a data centre going dark takes its
+    /// operators with it) and keeps how it was started, for [`Env::resume_process`].
+    pub fn suspend_process(&mut self, name: &str) -> Result<(), Error> {
+        if let Some(pos) = self.extra.iter().position(|p| p.name == name) {
+            let mut p = self.extra.remove(pos);
+            p.stop(Duration::from_secs(10));
+            self.suspended.push(p);
+        }
+        self.save()
+    }
+
+    /// Starts a suspended program again with the same program, arguments,
+    /// environment and log (appended to). Returns its new pid.
+    pub fn resume_process(&mut self, name: &str) -> Result<u32, Error> {
+        let pos = self
+            .suspended
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| Error::NotSuspended {
+                name: name.to_string(),
+            })?;
+        let p = self.suspended[pos].respawn()?;
+        self.suspended.remove(pos);
+        let pid = p.pid;
+        self.extra.push(p);
+        self.save()?;
+        Ok(pid)
+    }
+
+    /// The programs started with [`Env::spawn`] that run now, by name.
+    pub fn process_names(&self) -> Vec<String> {
+        self.extra.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The programs [`Env::suspend_process`] stopped, by name.
+    pub fn suspended_names(&self) -> Vec<String> {
+        self.suspended.iter().map(|p| p.name.clone()).collect()
     }
 
     /// Whether a program started with [`Env::spawn`] still runs.

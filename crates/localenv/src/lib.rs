@@ -75,6 +75,8 @@ pub enum Error {
         "port {port} on 127.0.0.1 is already in use; stop what holds it or choose another port"
     )]
     PortInUse { port: u16 },
+    #[error("{name} is not a suspended program of this environment")]
+    NotSuspended { name: String },
     #[error("no free port on 127.0.0.1 in {range}")]
     NoFreePort { range: String },
     #[error("{what} did not start: {why}. Its log is {log}")]
