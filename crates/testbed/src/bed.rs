@@ -220,6 +220,33 @@ impl Testbed {
         Ok(self.env.kubeconfig(cluster)?)
     }
 
+    /// A managed cluster's data centre goes dark: its operators, simulator, Velero, KWOK
+    /// and drbridge agent stop, then its control plane. Its data stays, as a real outage
+    /// leaves the disks; nothing is deleted or drained.
+    pub fn lose_cluster(&mut self, cluster: &str) -> Result<(), Error> {
+        let suffix = format!("-{cluster}");
+        for name in self.env.process_names() {
+            if name.ends_with(&suffix) {
+                self.env.suspend_process(&name)?;
+            }
+        }
+        Ok(self.env.stop_cluster(cluster)?)
+    }
+
+    /// The lost cluster comes back: its control plane with the same data and ports, then
+    /// every program [`Testbed::lose_cluster`] stopped, started the same way. Returns when
+    /// its ManagedCluster is Available on the hub again.
+    pub async fn heal_cluster(&mut self, cluster: &str, timeout: Duration) -> Result<(), Error> {
+        self.env.start_cluster(cluster, timeout).await?;
+        let suffix = format!("-{cluster}");
+        for name in self.env.suspended_names() {
+            if name.ends_with(&suffix) {
+                self.env.resume_process(&name)?;
+            }
+        }
+        wait_available(&mut self.env, HUB, cluster, timeout).await
+    }
+
     async fn client(&self, cluster: &str) -> Result<kube::Client, Error> {
         Ok(self.env.client(cluster).await?)
     }
@@ -687,47 +714,60 @@ pub async fn start_drbridge(
         ];
         env.spawn(&format!("drbridge-agent-{m}"), agent_bin, &args, &[])?;
     }
-    let mcs: Api<drbridge_api::cluster::ManagedCluster> = Api::all(hub);
-    let deadline = Instant::now() + timeout;
     for m in &managed {
-        loop {
-            let available = mcs
-                .get_opt(m)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|mc| mc.status)
-                .is_some_and(|st| {
-                    st.conditions.iter().any(|c| {
-                        c.type_ == "ManagedClusterConditionAvailable" && c.status == "True"
-                    })
-                });
-            if available {
-                break;
-            }
-            for p in ["drbridge-hub".to_string(), format!("drbridge-agent-{m}")] {
-                if !env.process_running(&p) {
-                    let log = env.log_path(&p);
-                    return Err(Error::Start {
-                        what: p,
-                        why: format!("it exited; last log lines:\n{}", log_tail(&log, 15)),
-                        log: Some(log),
-                    });
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: format!("ManagedCluster {m} to become Available"),
-                    secs: timeout.as_secs(),
-                    detail: format!(
-                        "see {} and {}",
-                        env.log_path("drbridge-hub").display(),
-                        env.log_path(&format!("drbridge-agent-{m}")).display()
-                    ),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_available(env, hub_name, m, timeout).await?;
     }
     Ok(endpoint)
+}
+
+/// Waits until the ManagedCluster `cluster` is Available, failing early with its log when
+/// the hub or the cluster's agent exits.
+async fn wait_available(
+    env: &mut Env,
+    hub: &str,
+    cluster: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    let hub = env.client(hub).await?;
+    let mcs: Api<drbridge_api::cluster::ManagedCluster> = Api::all(hub);
+    let agent = format!("drbridge-agent-{cluster}");
+    loop {
+        let available = mcs
+            .get_opt(cluster)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|mc| mc.status)
+            .is_some_and(|st| {
+                st.conditions
+                    .iter()
+                    .any(|c| c.type_ == "ManagedClusterConditionAvailable" && c.status == "True")
+            });
+        if available {
+            return Ok(());
+        }
+        for p in ["drbridge-hub", agent.as_str()] {
+            if !env.process_running(p) {
+                let log = env.log_path(p);
+                return Err(Error::Start {
+                    what: p.to_string(),
+                    why: format!("it exited; last log lines:\n{}", log_tail(&log, 15)),
+                    log: Some(log),
+                });
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!("ManagedCluster {cluster} to become Available"),
+                secs: timeout.as_secs(),
+                detail: format!(
+                    "see {} and {}",
+                    env.log_path("drbridge-hub").display(),
+                    env.log_path(&agent).display()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
