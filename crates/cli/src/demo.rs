@@ -69,6 +69,15 @@ pub struct DemoArgs {
     /// Plain line output even on a terminal.
     #[arg(long)]
     pub plain: bool,
+    /// The drbridge-hub binary (default: next to this one).
+    #[arg(long, env = "DRBRIDGE_HUB_BIN")]
+    pub hub_bin: Option<PathBuf>,
+    /// The drbridge-agent binary (default: next to this one).
+    #[arg(long, env = "DRBRIDGE_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+    /// The drbridge-storage-simulator binary (default: next to this one).
+    #[arg(long, env = "DRBRIDGE_STORAGE_SIMULATOR_BIN")]
+    pub storage_simulator_bin: Option<PathBuf>,
 }
 
 /// How long builds usually take on a cold 2-core machine (README and issue figures).
@@ -148,7 +157,16 @@ async fn open_testbed(a: &DemoArgs, dir: &Path, ui: &Ui) -> anyhow::Result<Box<d
     }
     let ui2 = ui.clone();
     let progress = move |p: drbridge_localenv::Progress| ui2.build_progress(p);
-    start_ramen_testbed(dir, &progress).await
+    ui.event(&format!(
+        "Starting the Ramen test bed in {}.",
+        dir.display()
+    ));
+    let tools = crate::stack::ramen_tools(
+        a.hub_bin.clone(),
+        a.agent_bin.clone(),
+        a.storage_simulator_bin.clone(),
+    )?;
+    start_ramen_testbed(dir, tools, &a.policy, a.samples.clone(), &progress).await
 }
 
 // ---------------------------------------------------------------------------------------------

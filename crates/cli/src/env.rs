@@ -131,7 +131,8 @@ pub fn progress_printer() -> impl Fn(Progress) + Sync + Send + 'static {
 async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
     // The test bed's programs first: they do not wait on the control planes.
     if args.ramen {
-        let source = drbridge_testbed::source::ramen(args.ramen_source, &repo_root())?;
+        let source =
+            drbridge_testbed::source::ramen(args.ramen_source, &crate::stack::repo_root())?;
         let cache = drbridge_localenv::cache_dir();
         let printer = progress_printer();
         let p = tokio::task::spawn_blocking(move || {
@@ -231,32 +232,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where to look for the upstream snapshots: this checkout (the working
-/// directory, else where this binary was built from).
-fn repo_root() -> PathBuf {
-    std::env::current_dir()
-        .ok()
-        .filter(|d| d.join("Cargo.toml").exists())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}
-
 async fn up_ramen(args: UpArgs) -> anyhow::Result<()> {
-    use drbridge_testbed::{Testbed, TestbedOptions, Tools, source};
+    use drbridge_testbed::{Testbed, TestbedOptions, source};
     let dir = absolute(&args.dir.dir)?;
-    let root = repo_root();
+    let root = crate::stack::repo_root();
     let ramen_source = source::ramen(args.ramen_source.clone(), &root)?;
-    let bins = crate::stack::Binaries::find(args.hub_bin.clone(), args.agent_bin.clone())?;
-    let me = std::env::current_exe()?;
-    let sibling = |n: &str| me.with_file_name(n);
-    let tools = Tools {
-        drbridge: me.clone(),
-        hub: bins.hub,
-        agent: bins.agent,
-        storage_simulator: args
-            .storage_simulator_bin
-            .clone()
-            .unwrap_or_else(|| sibling("drbridge-storage-simulator")),
-    };
+    let tools = crate::stack::ramen_tools(
+        args.hub_bin.clone(),
+        args.agent_bin.clone(),
+        args.storage_simulator_bin.clone(),
+    )?;
     eprintln!("Starting the Ramen test bed in {}", dir.display());
     let preexisting = EnvState::path(&dir).exists();
     let printer = progress_printer();

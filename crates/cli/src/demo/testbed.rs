@@ -1,6 +1,7 @@
 //! What `drbridge demo` needs from the Ramen test bed, and the two ways to get one: start it
-//! (the test bed crate's job: [`start_ramen_testbed`]), or attach to one already running from
-//! its directory ([`StateDir`], read through `drbridge_localenv::EnvState`).
+//! with the test bed crate ([`start_ramen_testbed`]: it can then lose a cluster and heal it),
+//! or attach to one already running from its directory ([`StateDir`], read through
+//! `drbridge_localenv::EnvState`: it can lose a cluster but not start it again).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,20 +58,92 @@ pub trait Testbed: Send {
 /// Build progress, as the test bed reports it while it builds and starts.
 pub type ProgressFn = dyn Fn(drbridge_localenv::Progress) + Send + Sync;
 
-/// Builds (first time) or finds everything and starts the Ramen test bed in `dir`.
-///
-/// The test bed crate (`drbridge env up --ramen`) provides this; until it does, the demo
-/// runs on a test bed started beforehand (see [`StateDir`]).
+/// Builds (first time) or finds everything and starts the Ramen test bed in `dir`, as
+/// `drbridge env up --ramen` does. It outlives this command (`drbridge demo --down` stops it);
+/// if it does not come up, what it started is stopped and the logs stay.
 pub async fn start_ramen_testbed(
     dir: &Path,
-    _progress: &ProgressFn,
+    tools: drbridge_testbed::Tools,
+    policy: &str,
+    samples: Option<PathBuf>,
+    progress: &ProgressFn,
 ) -> anyhow::Result<Box<dyn Testbed>> {
-    bail!(
-        "there is no Ramen test bed in {}, and this build of drbridge cannot start one yet: \
-         start it with `drbridge env up --ramen --dir {}` and run the demo again",
-        dir.display(),
-        dir.display()
-    )
+    use drbridge_testbed::{TestbedOptions, source};
+    let root = crate::stack::repo_root();
+    let ramen_source = source::ramen(None, &root)?;
+    let samples = match samples {
+        Some(s) => s,
+        None => {
+            source::unpack(
+                &source::samples(None, &root)?,
+                &drbridge_localenv::cache_dir(),
+            )?
+            .0
+        }
+    };
+    let opts = TestbedOptions {
+        dir: dir.to_path_buf(),
+        lifetime: drbridge_localenv::Lifetime::Detached,
+        ramen_source,
+        tools,
+        timeout: Duration::from_secs(600),
+    };
+    let bed = match drbridge_testbed::Testbed::start(opts, progress).await {
+        Ok(bed) => bed,
+        Err(e) => {
+            if let Ok(mut state) = EnvState::load(dir) {
+                state.stop_all();
+                let _ = std::fs::remove_file(EnvState::path(dir));
+            }
+            return Err(e).context("starting the Ramen test bed");
+        }
+    };
+    let state = bed.env.state();
+    let info = TestbedInfo {
+        dir: dir.to_path_buf(),
+        hub: drbridge_testbed::bed::HUB.to_string(),
+        clusters: drbridge_testbed::bed::MANAGED.map(String::from),
+        kubeconfigs: state
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), c.kubeconfig.clone()))
+            .collect(),
+        kubectl: state.kubectl.clone(),
+        policy: policy.to_string(),
+        storage_class: None,
+        cluster_set: Some("default".into()),
+        samples: Some(samples),
+    };
+    Ok(Box::new(Started { bed, info }))
+}
+
+/// A test bed this command started: it can lose a cluster and heal it again.
+struct Started {
+    bed: drbridge_testbed::Testbed,
+    info: TestbedInfo,
+}
+
+impl Testbed for Started {
+    fn info(&self) -> &TestbedInfo {
+        &self.info
+    }
+
+    fn stop_cluster(&mut self, cluster: &str) -> anyhow::Result<()> {
+        Ok(self.bed.lose_cluster(cluster)?)
+    }
+
+    fn start_cluster<'a>(&'a mut self, cluster: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            Ok(self
+                .bed
+                .heal_cluster(cluster, Duration::from_secs(600))
+                .await?)
+        })
+    }
+
+    fn keep(self: Box<Self>) {
+        let _ = self.bed.env.detach();
+    }
 }
 
 /// A test bed started by another process, known from its state file. It can stop a cluster
