@@ -22,6 +22,7 @@ pub mod join;
 pub mod metrics;
 pub mod outbox;
 pub mod record;
+pub mod report_size;
 pub mod session;
 pub mod testing;
 pub mod views;

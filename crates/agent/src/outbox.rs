@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::pb;
+use crate::{pb, report_size};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tracing::warn;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -26,7 +27,10 @@ pub struct Outbox {
 
 impl Outbox {
     /// Stores a work's status; it is sent if it differs from the last one stored.
-    pub fn put_work(&self, status: pb::WorkStatus) {
+    pub fn put_work(&self, mut status: pb::WorkStatus) {
+        if report_size::fit_work(&mut status, drbridge_proto::MAX_REPORT_BYTES) {
+            warn!(work = %status.name, "work status too large for the hub; sent shortened");
+        }
         let mut i = self.inner.lock();
         if i.works.get(&status.name) == Some(&status) {
             return;
@@ -58,7 +62,10 @@ impl Outbox {
     }
 
     /// Stores a view's status; the observed time alone is not a change.
-    pub fn put_view(&self, status: pb::ViewStatus) {
+    pub fn put_view(&self, mut status: pb::ViewStatus) {
+        if report_size::fit_view(&mut status, drbridge_proto::MAX_REPORT_BYTES) {
+            warn!(view = %status.name, "viewed object too large for the hub; reported as an error");
+        }
         let mut i = self.inner.lock();
         if let Some(old) = i.views.get(&status.name) {
             let mut a = old.clone();
@@ -187,6 +194,30 @@ mod tests {
         let out = o.drain();
         assert!(matches!(&out[0].body, Some(Body::WorkGone(g)) if g.name == "a"));
         assert!(o.work("a").is_none());
+    }
+
+    #[test]
+    fn every_drained_message_fits_the_hubs_limit() {
+        let o = Outbox::default();
+        o.put_view(pb::ViewStatus {
+            name: "big".into(),
+            outcome: Some(pb::view_status::Outcome::Object(vec![
+                b'x';
+                drbridge_proto::MAX_REPORT_BYTES
+                    + 1
+            ])),
+            ..Default::default()
+        });
+        let out = o.drain();
+        assert_eq!(out.len(), 1);
+        assert!(prost::Message::encoded_len(&out[0]) <= drbridge_proto::MAX_REPORT_BYTES);
+        assert!(matches!(
+            &out[0].body,
+            Some(Body::ViewStatus(pb::ViewStatus {
+                outcome: Some(pb::view_status::Outcome::Error(_)),
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -22,3 +22,8 @@ pub mod v1 {
 pub use v1::dispatch_client::DispatchClient;
 pub use v1::dispatch_server::{Dispatch, DispatchServer};
 pub use v1::{AgentMessage, HubMessage};
+
+/// The largest agent message a hub accepts by default: a report ends up in one object's
+/// status, and the API server refuses objects much larger (etcd's default request limit is
+/// 1.5 MiB). Agents shrink what they report to fit ([`drbridge-agent`'s outbox]).
+pub const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
