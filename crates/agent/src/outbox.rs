@@ -55,12 +55,6 @@ impl Outbox {
         self.inner.lock().works.get(name).cloned()
     }
 
-    pub fn remove_work(&self, name: &str) {
-        let mut i = self.inner.lock();
-        i.works.remove(name);
-        i.dirty_works.remove(name);
-    }
-
     /// Stores a view's status; the observed time alone is not a change.
     pub fn put_view(&self, mut status: pb::ViewStatus) {
         if report_size::fit_view(&mut status, drbridge_proto::MAX_REPORT_BYTES) {
@@ -128,7 +122,9 @@ impl Outbox {
     }
 
     /// Takes everything waiting, in the order: statuses, gone works, acks (an ack
-    /// follows the statuses it may cover).
+    /// follows the statuses it may cover). What a broken stream loses comes back with the
+    /// next session: statuses by [`Outbox::resend_all`], a `WorkGone` because the hub offers
+    /// the deleting work again and the agent, holding no record of it, answers gone again.
     pub fn drain(&self) -> Vec<pb::AgentMessage> {
         use pb::agent_message::Body;
         let mut i = self.inner.lock();
@@ -152,11 +148,6 @@ impl Outbox {
         out.into_iter()
             .map(|b| pb::AgentMessage { body: Some(b) })
             .collect()
-    }
-
-    /// Puts back gone works that could not be sent (the stream broke).
-    pub fn requeue_gone(&self, name: String, uid: String) {
-        self.inner.lock().gone.insert(name, uid);
     }
 }
 
