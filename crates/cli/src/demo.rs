@@ -485,7 +485,7 @@ impl Demo {
         let began = Instant::now();
         self.ui.at(
             began,
-            &format!("stopping {b}: its API server and drbridge agent"),
+            &format!("stopping everything on {b}: drbridge agent, Ramen, storage simulator, Velero, KWOK, then its control plane"),
         );
         self.tb.stop_cluster(&b)?;
         let stopped = Instant::now();
@@ -552,9 +552,15 @@ impl Demo {
             move |d, current| failed_over(d, current, &target),
         )
         .await?;
+        // Failed over means the application runs again: Ramen restores its PVC and kube
+        // objects on a from what the last group sync and capture left.
+        self.wait_workload(&a, began).await?;
+        let facts = vec![format!(
+            "busybox Ready on {a}; {b} down throughout, nothing waited for it"
+        )];
         Ok(Done {
             runs_on: Some(a),
-            facts: vec![format!("{b} down throughout; nothing waited for it")],
+            facts,
         })
     }
 
@@ -640,14 +646,18 @@ impl Demo {
             move |d, current| drbridge_dr::progress::evaluate(&exp, d, current),
         )
         .await?;
+        self.wait_workload(to, began).await?;
+        // Protected again only with a group sync from the new primary: until then the peer
+        // holds the data as of the action, and a disaster now would lose what came after.
+        let since = hub::now();
         self.follow(
             began,
-            "Ramen protects the application again",
+            &format!("Ramen protects the application again: a first group sync from {to}"),
             None,
-            |d, _| dr::protected_outcome(d, None),
+            move |d, c| synced_since(d, c, since),
         )
         .await?;
-        self.wait_workload(to, began).await
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1015,6 +1025,29 @@ fn failed_over(d: Option<&DRPlacementControl>, current: Option<&str>, target: &s
     }
 }
 
+/// Protected, with a group sync after `since` (Ramen keeps the previous primary's
+/// `lastGroupSyncTime` through a relocate).
+fn synced_since(
+    d: Option<&DRPlacementControl>,
+    current: Option<&str>,
+    since: k8s_openapi::jiff::Timestamp,
+) -> Outcome {
+    match dr::protected_outcome(d, current) {
+        Outcome::Done => {}
+        other => return other,
+    }
+    let st = d.and_then(|d| d.status.as_ref());
+    let protected = st.is_some_and(|s| status_of(&s.conditions, ct::PROTECTED) == "True");
+    let fresh = st
+        .and_then(|s| s.last_group_sync_time.as_ref())
+        .is_some_and(|t| t.0 > since);
+    if protected && fresh {
+        Outcome::Done
+    } else {
+        Outcome::Pending
+    }
+}
+
 /// `drbridge dr ...` parsed on its own, to run dr commands from the demo.
 #[derive(Debug, Parser)]
 #[command(name = "drbridge")]
@@ -1135,6 +1168,57 @@ mod tests {
             relative(Path::new("/a/b"), Path::new("/a")),
             Path::new("..")
         );
+    }
+
+    /// Real Ramen after a relocate: Completed, PeerReady and Available, but Protected=False and
+    /// `lastGroupSyncTime` still the old primary's. That is not protected yet.
+    #[test]
+    fn protected_again_needs_a_group_sync_after_the_action() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let t = |s: &str| s.parse::<k8s_openapi::jiff::Timestamp>().unwrap();
+        let cond = |type_: &str, status: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: String::new(),
+            message: String::new(),
+            last_transition_time: Time(Default::default()),
+            observed_generation: None,
+        };
+        let drpc = |protected: &str, synced: &str| {
+            let mut d = DRPlacementControl::new("app", DRPlacementControlSpec::default());
+            d.status = Some(DRPlacementControlStatus {
+                phase: "Relocated".into(),
+                progression: "Completed".into(),
+                conditions: vec![
+                    cond("Available", "True"),
+                    cond("PeerReady", "True"),
+                    cond("Protected", protected),
+                ],
+                last_group_sync_time: Some(Time(t(synced))),
+                ..Default::default()
+            });
+            d
+        };
+        let since = t("2026-12-02T06:47:49Z");
+        let stale = drpc("False", "2026-12-02T06:47:48Z");
+        assert_eq!(
+            synced_since(Some(&stale), Some("dr2"), since),
+            Outcome::Pending
+        );
+        let old_sync = drpc("True", "2026-12-02T06:47:48Z");
+        assert_eq!(
+            synced_since(Some(&old_sync), Some("dr2"), since),
+            Outcome::Pending
+        );
+        let fresh = drpc("True", "2026-12-02T06:48:50Z");
+        assert_eq!(
+            synced_since(Some(&fresh), Some("dr2"), since),
+            Outcome::Done
+        );
+        assert!(matches!(
+            synced_since(None, None, since),
+            Outcome::Failed(_)
+        ));
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl Phase {
             ),
             Phase::Relocate => format!("Relocate to {b}: planned, final sync, no data loss"),
             Phase::Disaster => {
-                format!("Disaster: {b} goes dark (API server and drbridge agent stopped)")
+                format!(
+                    "Disaster: {b} goes dark (its control plane, Ramen, storage and drbridge agent stop)"
+                )
             }
             Phase::Failover => format!("Fail over to {a} while {b} is down"),
             Phase::Heal => {
