@@ -22,3 +22,8 @@ pub mod v1 {
 pub use v1::dispatch_client::DispatchClient;
 pub use v1::dispatch_server::{Dispatch, DispatchServer};
 pub use v1::{AgentMessage, HubMessage};
+
+/// gRPC metadata key a hub replica sets on the status with which it refuses or ends a stream
+/// because it is not (or no longer) the leader: the agent then dials again at once instead of
+/// backing off, since another replica may lead.
+pub const NOT_LEADER_METADATA: &str = "drbridge-not-leader";
