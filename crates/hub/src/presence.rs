@@ -189,6 +189,14 @@ impl Presence {
                 });
             }
             self.publish(cluster);
+            if was.is_none() {
+                // First contact of this hub (or of this leader's term): annotations an earlier
+                // hub or leader left are removed; the writer skips objects without one.
+                self.out.push(WriteOp::Unreachable {
+                    cluster: cluster.to_string(),
+                    since: None,
+                });
+            }
         }
     }
 
