@@ -769,6 +769,41 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_flags() {
+        let a = parse(&[]).unwrap();
+        assert!(!a.leader_election);
+        assert!(a.election("h1").is_none());
+        assert_eq!(a.unacknowledged_threshold_seconds, 60);
+        let a = parse(&["--leader-election", "--namespace", "ns"]).unwrap();
+        a.validate().unwrap();
+        let e = a.election("h1").expect("election on");
+        assert_eq!(e.namespace, "ns");
+        assert_eq!(e.lease.name, "drbridge-hub");
+        assert_eq!(e.lease.identity, "h1");
+        assert_eq!(e.lease.lease_duration, Duration::from_secs(15));
+        assert_eq!(e.lease.renew_deadline, Duration::from_secs(10));
+        assert_eq!(e.lease.retry_period, Duration::from_secs(2));
+        // The leader must stop before another replica may start.
+        let a = parse(&[
+            "--leader-election",
+            "--lease-duration-seconds",
+            "10",
+            "--lease-renew-deadline-seconds",
+            "10",
+        ])
+        .unwrap();
+        assert!(
+            a.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("renew deadline")
+        );
+        // Unchecked when off.
+        let a = parse(&["--lease-renew-deadline-seconds", "99"]).unwrap();
+        a.validate().unwrap();
+    }
+
+    #[test]
     fn tls_files_are_required() {
         assert!(Args::try_parse_from(["drbridge-hub"]).is_err());
     }
