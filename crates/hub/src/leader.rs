@@ -90,6 +90,16 @@ impl Leadership {
         }
     }
 
+    /// How long the current term lasts at least (unless renewed): `Some(ZERO)` when this
+    /// replica does not lead, `None` without election (no end).
+    pub fn remaining(&self) -> Option<Duration> {
+        if self.0.role.borrow().epoch().is_none() {
+            return Some(Duration::ZERO);
+        }
+        let until = (*self.0.valid_until.lock())?;
+        Some(until.saturating_duration_since(Instant::now()))
+    }
+
     pub fn is_leader(&self) -> bool {
         self.epoch().is_some()
     }

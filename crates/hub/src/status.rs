@@ -873,7 +873,12 @@ impl StatusWriter {
                 api.patch(name, &pp, &patch).await
             }
         };
-        let res = match tokio::time::timeout(self.cfg.patch_timeout, fut).await {
+        // Never waits past the end of the term: a write still unanswered then is abandoned.
+        let deadline = self
+            .leadership
+            .remaining()
+            .map_or(self.cfg.patch_timeout, |r| r.min(self.cfg.patch_timeout));
+        let res = match tokio::time::timeout(deadline, fut).await {
             Err(_) => Err(WriteError::Timeout),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(kube::Error::Api(s))) if s.code == 409 => Err(WriteError::Conflict),

@@ -112,6 +112,13 @@ async fn the_first_replica_creates_the_lease_and_leads() {
     assert_eq!(spec.lease_transitions, Some(0));
     // The epoch continues the start-time epochs of hubs without election.
     assert!(epoch >= crate::start_epoch() - 60_000);
+    // The term lasts until the renew deadline, counted from the round's start.
+    assert_eq!(a.leadership().remaining(), Some(cfg("a").renew_deadline));
+    tokio::time::advance(cfg("a").renew_deadline).await;
+    assert!(!a.leadership().is_leader(), "not past its own deadline");
+    assert_eq!(a.leadership().remaining(), Some(Duration::ZERO));
+    assert_eq!(Leadership::fixed(3).remaining(), None);
+    assert_eq!(Leadership::follower().remaining(), Some(Duration::ZERO));
 }
 
 #[tokio::test(start_paused = true)]
