@@ -34,6 +34,29 @@ pub struct HubEndpoint {
     pub backoff_cap: Duration,
 }
 
+/// First pause after a hub replica said it does not lead (see [`crate::session::is_not_leader`]).
+const NOT_LEADER_RETRY: Duration = Duration::from_millis(50);
+/// Longest pause between tries while no replica leads (an election takes seconds).
+const NOT_LEADER_RETRY_CAP: Duration = Duration::from_secs(1);
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct ConnectError {
+    message: String,
+    /// The hub replica refused because it does not lead.
+    not_leader: bool,
+}
+
+impl ConnectError {
+    fn other(message: String) -> Self {
+        Self {
+            message,
+            not_leader: false,
+        }
+    }
+}
+
 pub struct Agent<C: Cluster, S: RecordStore> {
     cluster: Arc<C>,
     cluster_name: String,
@@ -149,6 +172,7 @@ impl<C: Cluster, S: RecordStore> Agent<C, S> {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Backoff::new(hub.backoff_base, hub.backoff_cap);
+        let mut not_leader_backoff = Backoff::new(NOT_LEADER_RETRY, NOT_LEADER_RETRY_CAP);
         let mut first = true;
         while !*shutdown.borrow() {
             if !first {
@@ -168,9 +192,22 @@ impl<C: Cluster, S: RecordStore> Agent<C, S> {
                     }
                     warn!(end = ?o.end, "stream to the hub ended");
                 }
+                Err(e) if e.not_leader => info!(error = %e, "this hub replica does not lead"),
                 Err(e) => warn!(error = %e, "cannot reach the hub"),
             }
-            let delay = backoff.next_delay();
+            let not_leader = match &outcome {
+                Ok(o) => o.end == SessionEnd::NotLeader,
+                Err(e) => e.not_leader,
+            };
+            // A replica that does not lead sends the agent on at once: another one (behind
+            // the same Service) may; a short pause of its own keeps an election from
+            // becoming a busy loop.
+            let delay = if not_leader {
+                not_leader_backoff.next_delay()
+            } else {
+                not_leader_backoff.reset();
+                backoff.next_delay()
+            };
             info!(?delay, "reconnecting after a pause");
             tokio::select! {
                 _ = crate::session::stopped(&mut shutdown) => break,
@@ -185,7 +222,7 @@ impl<C: Cluster, S: RecordStore> Agent<C, S> {
         hub: &HubEndpoint,
         ready: &watch::Sender<bool>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<crate::session::Outcome, String> {
+    ) -> Result<crate::session::Outcome, ConnectError> {
         let channel = connect_channel(
             &hub.endpoint,
             &hub.server_name,
@@ -193,17 +230,22 @@ impl<C: Cluster, S: RecordStore> Agent<C, S> {
             hub.channel.clone(),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ConnectError::other(e.to_string()))?;
         let mut client = DispatchClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel(256);
-        tx.send(self.hello()).await.map_err(|e| e.to_string())?;
+        tx.send(self.hello())
+            .await
+            .map_err(|e| ConnectError::other(e.to_string()))?;
         self.metrics.sent("hello");
         let response = client
             .connect(ReceiverStream::new(rx))
             .await
-            .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+            .map_err(|s| ConnectError {
+                message: format!("{}: {}", s.code(), s.message()),
+                not_leader: crate::session::is_not_leader(&s),
+            })?;
         let inbound = response.into_inner();
         Ok(run_session(self, &tx, inbound, ready, shutdown).await)
     }

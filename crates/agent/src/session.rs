@@ -30,6 +30,16 @@ pub enum SessionEnd {
     WrongCluster { hub_says: String },
     /// The hub stopped talking (no message for several heartbeats).
     Silent,
+    /// The hub replica does not (or no longer) lead; another one may.
+    NotLeader,
+}
+
+/// The hub replica refused or ended the stream because it does not lead.
+pub fn is_not_leader(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::Unavailable
+        && s.metadata()
+            .get(drbridge_proto::NOT_LEADER_METADATA)
+            .is_some()
 }
 
 /// The outcome of a session: why it ended and whether the hub welcomed the agent.
@@ -81,6 +91,7 @@ where
         m = tokio::time::timeout(WELCOME_TIMEOUT, inbound.next()) => match m {
             Err(_) => return closed("no Welcome from the hub in time".into()),
             Ok(None) => return closed("the hub closed the stream before Welcome".into()),
+            Ok(Some(Err(s))) if is_not_leader(&s) => return Outcome { end: SessionEnd::NotLeader, welcomed: false },
             Ok(Some(Err(s))) => return closed(format!("the hub refused the stream: {}: {}", s.code(), s.message())),
             Ok(Some(Ok(pb::HubMessage { body: Some(pb::hub_message::Body::Welcome(w)) }))) => w,
             Ok(Some(Ok(other))) => return closed(format!("expected Welcome, got {other:?}")),
@@ -178,6 +189,10 @@ where
                         return SessionEnd::Silent;
                     }
                     Ok(None) => return SessionEnd::Closed("the hub closed the stream".into()),
+                    Ok(Some(Err(s))) if is_not_leader(&s) => {
+                        info!("the hub replica no longer leads; dialling again");
+                        return SessionEnd::NotLeader;
+                    }
                     Ok(Some(Err(s))) => return SessionEnd::Closed(format!("{}: {}", s.code(), s.message())),
                     Ok(Some(Ok(m))) => m,
                 };

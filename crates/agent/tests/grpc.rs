@@ -37,6 +37,8 @@ struct ScriptedHub {
     /// Sent after Welcome on every stream.
     syncs: Vec<pb::Sync>,
     seen: mpsc::UnboundedSender<Seen>,
+    /// Streams still to refuse as a replica that does not lead.
+    not_leader: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[tonic::async_trait]
@@ -48,6 +50,26 @@ impl pb::dispatch_server::Dispatch for ScriptedHub {
         req: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
     ) -> Result<tonic::Response<Self::ConnectStream>, tonic::Status> {
         let cluster = peer_identity(&req)?.cluster.to_string();
+        let refuse = self
+            .not_leader
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        if refuse {
+            let mut meta = tonic::metadata::MetadataMap::new();
+            meta.insert(
+                drbridge_proto::NOT_LEADER_METADATA,
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+            return Err(tonic::Status::with_metadata(
+                tonic::Code::Unavailable,
+                "not the leader",
+                meta,
+            ));
+        }
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let seen = self.seen.clone();
@@ -130,12 +152,25 @@ async fn serve(
     syncs: Vec<pb::Sync>,
     seen: mpsc::UnboundedSender<Seen>,
 ) -> (RunningHub, SocketAddr) {
+    serve_refusing(addr, tls, epoch, syncs, seen, 0).await
+}
+
+/// [`serve`], refusing the first `not_leader` streams as a replica that does not lead.
+async fn serve_refusing(
+    addr: SocketAddr,
+    tls: TlsPaths,
+    epoch: u64,
+    syncs: Vec<pb::Sync>,
+    seen: mpsc::UnboundedSender<Seen>,
+    not_leader: usize,
+) -> (RunningHub, SocketAddr) {
     let (kill, kill_rx) = watch::channel(false);
     let hub = ScriptedHub {
         epoch,
         kill: kill_rx,
         syncs,
         seen,
+        not_leader: Arc::new(not_leader.into()),
     };
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -310,4 +345,72 @@ async fn connects_applies_reconnects_and_refuses_a_stale_hub() {
     stop_tx.send(true).unwrap();
     tokio::time::timeout(DEADLINE, run).await.unwrap().unwrap();
     newer.shut_down().await;
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_lead_sends_the_agent_on_at_once() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::generate("test CA").unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).unwrap();
+    ca.issue_server(&[HUB_NAME], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], DAY)
+        .unwrap()
+        .write(dir.path(), "hub")
+        .unwrap();
+    ca.issue_client(&"c1".parse().unwrap(), DAY)
+        .unwrap()
+        .write(dir.path(), "c1")
+        .unwrap();
+    let mut cfg = WorkConfig::default();
+    cfg.policy.allowlist = Allowlist::allow_all();
+    let cluster = FakeCluster::new();
+    cluster.put(
+        "Namespace",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}),
+    );
+    let agent = Arc::new(
+        Agent::start(
+            Arc::new(cluster),
+            Arc::new(MemoryStore::default()),
+            "c1",
+            cfg,
+            Default::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let (hub, addr) = serve_refusing(
+        "127.0.0.1:0".parse().unwrap(),
+        TlsPaths::in_dir(dir.path(), "hub", "ca"),
+        100,
+        vec![],
+        seen_tx,
+        3,
+    )
+    .await;
+    // An hour of ordinary backoff: only the not-leader retry can reach the hub in time.
+    let endpoint = HubEndpoint {
+        endpoint: format!("https://{addr}"),
+        server_name: HUB_NAME.into(),
+        tls: TlsPaths::in_dir(dir.path(), "c1", "ca"),
+        channel: ChannelOptions::default(),
+        backoff_base: Duration::from_secs(3600),
+        backoff_cap: Duration::from_secs(3600),
+    };
+    let (ready_tx, mut ready) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let a = agent.clone();
+    let run = tokio::spawn(async move { a.run(&endpoint, &ready_tx, stop_rx).await });
+    next_seen(&mut seen, |s| {
+        matches!(s, Seen::Connected { .. }).then_some(())
+    })
+    .await;
+    tokio::time::timeout(DEADLINE, ready.wait_for(|r| *r))
+        .await
+        .unwrap()
+        .unwrap();
+    stop_tx.send_replace(true);
+    tokio::time::timeout(DEADLINE, run).await.unwrap().unwrap();
+    hub.shut_down().await;
 }

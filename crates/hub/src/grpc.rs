@@ -24,8 +24,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::acks::{SharedAcks, Since};
 use crate::identity::{Identities, Refusal};
 use crate::index::{SharedIndex, SubscribeError};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::presence::Event;
 use crate::status::{Charge, Report, Skip, WriteOp, fence};
@@ -82,8 +84,8 @@ pub const DEFAULT_READ_RATE_BYTES: usize = 4 * DEFAULT_MAX_REPORT_BYTES;
 /// status describes manifests that fit in a work, and its proto encoding is smaller than the
 /// JSON the hub writes. A bigger report could never be written, so the hub does not read one:
 /// 1.5 MiB plus 0.5 MiB of room for the envelope and a Hello's list of known works (about
-/// 6,800 works at the longest names, 20,000 at typical ones).
-pub const DEFAULT_MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
+/// 6,800 works at the longest names, 20,000 at typical ones). Agents fit their reports to it.
+pub const DEFAULT_MAX_REPORT_BYTES: usize = drbridge_proto::MAX_REPORT_BYTES;
 /// Default of [`GrpcConfig::report_budget_bytes`]: eight of the largest reports.
 pub const DEFAULT_REPORT_BUDGET_BYTES: usize = 8 * DEFAULT_MAX_REPORT_BYTES;
 /// Default of [`GrpcConfig::max_streams_per_cluster`].
@@ -280,6 +282,10 @@ struct Inner {
     next_conn: AtomicU64,
     metrics: Metrics,
     identities: Option<Identities>,
+    /// Streams are served only while this replica leads, each in the term it started in.
+    leadership: Leadership,
+    /// Which syncs each cluster's agent has acknowledged.
+    acks: SharedAcks,
 }
 
 type HubStream = Pin<Box<dyn Stream<Item = Result<pb::HubMessage, Status>> + Send + 'static>>;
@@ -309,9 +315,12 @@ impl DispatchService {
         metrics: Metrics,
         identities: Option<Identities>,
     ) -> Self {
+        let leadership = Leadership::fixed(cfg.epoch);
         Self {
             inner: Arc::new(Inner {
                 cfg,
+                leadership,
+                acks: SharedAcks::default(),
                 index,
                 writes,
                 presence,
@@ -324,6 +333,20 @@ impl DispatchService {
         }
     }
 
+    /// Serves agents only while `leadership` leads, with its term's epoch (instead of the
+    /// fixed [`GrpcConfig::epoch`]). For a service not yet shared.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_leadership on a fresh service")
+            .leadership = leadership;
+        self
+    }
+
+    /// The syncs each cluster's agent has not acknowledged yet.
+    pub fn acks(&self) -> SharedAcks {
+        self.inner.acks.clone()
+    }
+
     /// The largest message this service reads from an agent.
     pub fn max_report_bytes(&self) -> usize {
         self.inner.cfg.max_report_bytes
@@ -334,6 +357,20 @@ impl DispatchService {
         let b = self.inner.budgets.of(cluster, &self.inner.cfg);
         permits(self.inner.cfg.report_budget_bytes) - b.reports.available_permits()
     }
+}
+
+/// What a replica that does not lead answers: `UNAVAILABLE`, marked so agents retry at once.
+pub fn not_leader(hub_id: &str) -> Status {
+    let mut meta = tonic::metadata::MetadataMap::new();
+    meta.insert(
+        drbridge_proto::NOT_LEADER_METADATA,
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    Status::with_metadata(
+        tonic::Code::Unavailable,
+        format!("hub replica {hub_id:?} is not the leader; another replica serves agents"),
+        meta,
+    )
 }
 
 fn refusal_status(refusal: &Refusal) -> Status {
@@ -352,6 +389,11 @@ impl Dispatch for DispatchService {
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let inner = &self.inner;
+        let Some(epoch) = inner.leadership.epoch() else {
+            inner.metrics.connections_refused.inc();
+            debug!("agent stream refused: not the leader");
+            return Err(not_leader(&inner.cfg.hub_id));
+        };
         let Some(ClusterIdentity(cluster)) = req.extensions().get::<ClusterIdentity>().cloned()
         else {
             inner.metrics.connections_refused.inc();
@@ -418,6 +460,8 @@ impl Dispatch for DispatchService {
                 inner_clone(&self.inner),
                 Peer {
                     cluster,
+                    epoch,
+                    conn,
                     cert,
                     budget,
                     _stream: stream_permit,
@@ -453,11 +497,21 @@ async fn send(
 
 async fn send_syncs(
     inner: &Inner,
+    peer: &Peer,
     tx: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     stop: &mut watch::Receiver<bool>,
     syncs: Vec<pb::Sync>,
 ) -> bool {
     for s in syncs {
+        // A deposed leader sends nothing more (the agent would refuse it on reconnect anyway).
+        if !inner.leadership.holds(peer.epoch) {
+            return false;
+        }
+        // Recorded before it can be acknowledged.
+        inner
+            .acks
+            .lock()
+            .sent(&peer.cluster, peer.conn, s.sync_id, Since::now());
         let bytes = s.encoded_len();
         debug!(
             sync_id = s.sync_id,
@@ -480,6 +534,9 @@ async fn send_syncs(
 /// Who is on a stream: the cluster and, when the transport says, its certificate.
 struct Peer {
     cluster: String,
+    /// The term of this replica's leadership the stream belongs to; it ends with it.
+    epoch: u64,
+    conn: u64,
     cert: Option<CertificateInfo>,
     budget: Arc<Budget>,
     /// Held while the stream lives (see [`GrpcConfig::max_streams_per_cluster`]).
@@ -544,17 +601,17 @@ async fn serve_stream(
             return;
         }
     };
-    if hello.max_hub_epoch > inner.cfg.epoch {
+    let epoch = peer.epoch;
+    if hello.max_hub_epoch > epoch {
         inner.metrics.connections_refused.inc();
         warn!(
             agent_epoch = hello.max_hub_epoch,
-            epoch = inner.cfg.epoch,
-            "agent has seen a newer hub"
+            epoch, "agent has seen a newer hub"
         );
         let _ = tx
             .send(Err(Status::failed_precondition(format!(
                 "hub {} has epoch {}, older than the highest epoch {} this agent accepted: this hub is a stale writer",
-                inner.cfg.hub_id, inner.cfg.epoch, hello.max_hub_epoch
+                inner.cfg.hub_id, epoch, hello.max_hub_epoch
             ))))
             .await;
         return;
@@ -621,6 +678,7 @@ async fn serve_stream(
         let _ = tx.try_send(Err(status));
     }
     reader.abort();
+    inner.acks.lock().ended(&cluster, conn);
     inner.conns.remove(&cluster, conn);
     inner.metrics.connected_agents.dec();
     let _ = inner
@@ -661,11 +719,11 @@ async fn outbound(
     let welcome = pb::Welcome {
         cluster: cluster.to_string(),
         hub_id: inner.cfg.hub_id.clone(),
-        epoch: inner.cfg.epoch,
+        epoch: peer.epoch,
         heartbeat_seconds: inner.cfg.heartbeat.as_secs().max(1) as u32,
     };
     if !send(tx, stop, hub_msg(pb::hub_message::Body::Welcome(welcome))).await {
-        return replaced(stop, cluster);
+        return ended(inner, peer, stop);
     }
     let mut next_id = 0u64;
     let snapshot = desired.borrow_and_update().clone();
@@ -678,8 +736,8 @@ async fn outbound(
         inner.cfg.max_sync_bytes,
         &mut next_id,
     );
-    if !send_syncs(inner, tx, stop, syncs).await {
-        return replaced(stop, cluster);
+    if !send_syncs(inner, peer, tx, stop, syncs).await {
+        return ended(inner, peer, stop);
     }
     let mut keepalive = tokio::time::interval(inner.cfg.heartbeat);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -692,6 +750,7 @@ async fn outbound(
         Closed,
         Identity,
         CertExpired,
+        NotLeader,
     }
     loop {
         let step = tokio::select! {
@@ -702,8 +761,10 @@ async fn outbound(
             _ = tx.closed() => Step::Closed,
             () = identity_changed(&mut peer.identity_changes) => Step::Identity,
             () = sleep_until(expiry) => Step::CertExpired,
+            () = inner.leadership.wait_lost(peer.epoch) => Step::NotLeader,
         };
         match step {
+            Step::NotLeader => return ended(inner, peer, stop),
             Step::Identity => {
                 if let Some(refusal) = peer.refused(inner) {
                     warn!(reason = %refusal, "ending the stream: its certificate is no longer accepted");
@@ -724,19 +785,24 @@ async fn outbound(
                 }
                 let syncs =
                     incremental_sync(&mut sent, &snapshot, inner.cfg.max_sync_bytes, &mut next_id);
-                if !send_syncs(inner, tx, stop, syncs).await {
-                    return replaced(stop, cluster);
+                if !send_syncs(inner, peer, tx, stop, syncs).await {
+                    return ended(inner, peer, stop);
                 }
             }
             Step::Tick => {
+                // The term can also run out without the elector saying so (its task stuck
+                // or gone): heartbeats of a replica that no longer leads stop too.
+                if !inner.leadership.holds(peer.epoch) {
+                    return ended(inner, peer, stop);
+                }
                 let hb = pb::Heartbeat {
                     sent_time: crate::status::rfc3339(chrono::Utc::now()),
                 };
                 if !send(tx, stop, hub_msg(pb::hub_message::Body::Heartbeat(hb))).await {
-                    return replaced(stop, cluster);
+                    return ended(inner, peer, stop);
                 }
             }
-            Step::Stop => return replaced(stop, cluster),
+            Step::Stop => return ended(inner, peer, stop),
             Step::InboundDone(status) => return status,
             Step::Closed => return None,
         }
@@ -760,6 +826,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Why a stream whose send failed ends: the term is over, a newer stream replaced it, or
+/// (`None`) the agent went away.
+fn ended(inner: &Inner, peer: &Peer, stop: &watch::Receiver<bool>) -> Option<Status> {
+    if !inner.leadership.holds(peer.epoch) {
+        info!(
+            epoch = peer.epoch,
+            "ending the stream: this replica no longer leads"
+        );
+        return Some(not_leader(&inner.cfg.hub_id));
+    }
+    replaced(stop, &peer.cluster)
 }
 
 fn replaced(stop: &watch::Receiver<bool>, cluster: &str) -> Option<Status> {
@@ -849,6 +928,7 @@ async fn read_inbound(
             Some(Body::Heartbeat(_)) => None,
             Some(Body::SyncAck(ack)) => {
                 debug!(sync_id = ack.sync_id, "sync acknowledged");
+                inner.acks.lock().acked(&cluster, conn, ack.sync_id);
                 None
             }
             Some(Body::Hello(_)) => break Status::invalid_argument("Hello sent twice"),

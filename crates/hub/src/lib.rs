@@ -17,18 +17,22 @@
 //! accepted by the cluster's identity record ([`identity`]); agents join with a token and
 //! renew on their own ([`registration`], [`clusters`]; docs/security.md).
 //!
-//! Hub identity: `hub_id` (flag, default the host name) and `epoch` = the process
-//! start time in milliseconds since the Unix epoch. It only grows across restarts of
-//! one hub as long as the clock does not step back by more than a restart takes;
-//! agents refuse a hub whose epoch is below the highest they accepted, so a stale
-//! hub process cannot overwrite a newer one's instructions.
+//! Hub identity: `hub_id` (flag, default the host name) and `epoch`. Without leader
+//! election the epoch is the process start time in milliseconds since the Unix epoch; it
+//! only grows across restarts of one hub as long as the clock does not step back by more than
+//! a restart takes. With election ([`leader`]) each leadership term has its own epoch,
+//! decided atomically with taking the Lease. Agents refuse a hub whose epoch is below the
+//! highest they accepted, so a stale hub cannot overwrite a newer one's instructions.
+//! Only the leader serves agents and writes; acknowledged delivery is tracked in [`acks`].
 
+pub mod acks;
 pub mod claims;
 pub mod clusters;
 pub mod grpc;
 pub mod identity;
 pub mod index;
 pub mod join_token;
+pub mod leader;
 pub mod metrics;
 pub mod objects;
 pub mod presence;
@@ -146,6 +150,41 @@ pub struct Args {
     /// accepting any certificate from the CA that names them.
     #[arg(long, env = "DRBRIDGE_REQUIRE_JOIN")]
     pub require_join: bool,
+
+    /// A change its agent has not acknowledged for this long marks the ManagedCluster with
+    /// the annotation drbridge.io/oldest-unacknowledged-since.
+    #[arg(
+        long,
+        env = "DRBRIDGE_UNACKNOWLEDGED_THRESHOLD_SECONDS",
+        default_value_t = 60
+    )]
+    pub unacknowledged_threshold_seconds: u64,
+
+    /// Elect a leader among hub replicas on a Lease in --namespace; only the leader serves
+    /// agents and writes. Needed for more than one replica; off, this hub always leads.
+    #[arg(long, env = "DRBRIDGE_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Name of the Lease of the leader election.
+    #[arg(long, env = "DRBRIDGE_LEASE_NAME", default_value = leader::DEFAULT_LEASE_NAME)]
+    pub lease_name: String,
+
+    /// How long the other replicas wait after the Lease last changed before taking it.
+    #[arg(long, env = "DRBRIDGE_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// The leader stops leading this long after its last successful renewal (below the
+    /// lease duration, so it has stopped before another replica can take over).
+    #[arg(
+        long,
+        env = "DRBRIDGE_LEASE_RENEW_DEADLINE_SECONDS",
+        default_value_t = 10
+    )]
+    pub lease_renew_deadline_seconds: u64,
+
+    /// Pause between lease renewals (and attempts to take it).
+    #[arg(long, env = "DRBRIDGE_LEASE_RETRY_SECONDS", default_value_t = 2)]
+    pub lease_retry_seconds: u64,
 }
 
 impl Args {
@@ -176,7 +215,30 @@ impl Args {
         if self.namespace.is_empty() {
             bail!("--namespace must not be empty");
         }
+        if self.leader_election {
+            self.lease_config("check".into())
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--lease-*: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// The leader election these flags ask for, with `identity` as this replica's name.
+    pub fn election(&self, identity: &str) -> Option<LeaderOptions> {
+        self.leader_election.then(|| LeaderOptions {
+            namespace: self.namespace.clone(),
+            lease: self.lease_config(identity.to_string()),
+        })
+    }
+
+    fn lease_config(&self, identity: String) -> leader::LeaseConfig {
+        leader::LeaseConfig {
+            name: self.lease_name.clone(),
+            identity,
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: Duration::from_secs(self.lease_renew_deadline_seconds),
+            retry_period: Duration::from_secs(self.lease_retry_seconds),
+        }
     }
 
     fn hub_id(&self) -> String {
@@ -238,7 +300,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
 
-    let parts = Hub::start(
+    let election = args.election(&hub_id);
+    let mut parts = Hub::start(
         client,
         HubOptions {
             grpc: grpc::GrpcConfig {
@@ -261,11 +324,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ..Default::default()
             },
             status_queue: args.status_queue,
+            unacknowledged_threshold: Duration::from_secs(args.unacknowledged_threshold_seconds),
             registration: Some(registration::RegistrationConfig {
                 namespace: args.namespace.clone(),
                 cert_validity: args.cert_validity,
                 require_join: args.require_join,
             }),
+            election,
         },
         metrics,
     );
@@ -332,6 +397,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(join) = join {
         join.await?.context("join gRPC server")?;
     }
+    // A rolling update hands over at once instead of after the lease duration.
+    parts.release_leadership().await;
     admin.abort();
     info!("drbridge-hub stopped");
     Ok(())
@@ -344,10 +411,23 @@ pub struct HubOptions {
     pub presence_timeout: Duration,
     pub writer: status::WriterConfig,
     pub status_queue: usize,
+    /// See [`acks`]: how long a change may go unacknowledged before the ManagedCluster says so.
+    pub unacknowledged_threshold: Duration,
     /// Joins, renewals and per-certificate identity checks. `None` (the default, for tests
     /// that issue certificates themselves): any certificate from the CA naming a registered
     /// cluster is accepted, and there is no Join or Renew.
     pub registration: Option<registration::RegistrationConfig>,
+    /// Leader election among replicas. `None`: this hub always leads, with the epoch
+    /// `grpc.epoch`.
+    pub election: Option<LeaderOptions>,
+}
+
+/// Where and how replicas elect their leader ([`leader`]).
+#[derive(Clone, Debug)]
+pub struct LeaderOptions {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    pub lease: leader::LeaseConfig,
 }
 
 impl Default for HubOptions {
@@ -357,7 +437,9 @@ impl Default for HubOptions {
             presence_timeout: Duration::from_secs(15),
             writer: status::WriterConfig::default(),
             status_queue: 4096,
+            unacknowledged_threshold: Duration::from_secs(60),
             registration: None,
+            election: None,
         }
     }
 }
@@ -372,6 +454,12 @@ pub struct Hub {
     registrar: Option<Arc<registration::Registrar>>,
     ready: tokio::sync::watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub leadership: leader::Leadership,
+    /// Stops the elector, which then releases the Lease.
+    elector: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Hub {
@@ -386,19 +474,33 @@ impl Hub {
         let index = index::Index::new(limits, Some(intents_tx), metrics.clone()).shared();
 
         let mut tasks = watches::spawn_all(client.clone(), index.clone());
+        let (leadership, elector) = match opts.election {
+            None => (leader::Leadership::fixed(opts.grpc.epoch), None),
+            Some(LeaderOptions { namespace, lease }) => {
+                let leadership = leader::Leadership::follower();
+                let store = leader::KubeLeases::new(client.clone(), &namespace, &lease.name);
+                let span = info_span!("leader", lease = %lease.name, identity = %lease.identity);
+                let elector = leader::Elector::new(store, lease, leadership.clone());
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                let task = tokio::spawn(elector.run(stop_rx).instrument(span));
+                (leadership, Some((stop_tx, task)))
+            }
+        };
         let writer =
-            status::StatusWriter::new(client.clone(), index.clone(), metrics.clone(), opts.writer);
+            status::StatusWriter::new(client.clone(), index.clone(), metrics.clone(), opts.writer)
+                .with_leadership(leadership.clone());
         tasks.push(tokio::spawn(
             writer
                 .run(writes_rx, intents_rx)
                 .instrument(info_span!("status_writer")),
         ));
         tasks.push(tokio::spawn(
-            presence::run(
-                presence::Presence::new(opts.presence_timeout),
+            presence::run_leading(
+                opts.presence_timeout,
                 index.clone(),
                 presence_rx,
                 writes_tx.clone(),
+                leadership.clone(),
             )
             .instrument(info_span!("presence")),
         ));
@@ -438,11 +540,23 @@ impl Hub {
         let service = grpc::DispatchService::with_identities(
             opts.grpc,
             index.clone(),
-            writes_tx,
+            writes_tx.clone(),
             presence_tx,
-            metrics,
+            metrics.clone(),
             identities.clone(),
-        );
+        )
+        .with_leadership(leadership.clone());
+        tasks.push(tokio::spawn(
+            acks::run(
+                service.acks(),
+                index.clone(),
+                writes_tx,
+                metrics,
+                opts.unacknowledged_threshold,
+                leadership.clone(),
+            )
+            .instrument(info_span!("acks")),
+        ));
         Self {
             index,
             service,
@@ -450,6 +564,17 @@ impl Hub {
             registrar,
             ready,
             tasks,
+            leadership,
+            elector,
+        }
+    }
+
+    /// Stops leading and releases the Lease (with election on), so another replica takes
+    /// over at once.
+    pub async fn release_leadership(&mut self) {
+        if let Some((stop, task)) = self.elector.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
     }
 
@@ -564,6 +689,10 @@ impl Drop for Hub {
         for t in &self.tasks {
             t.abort();
         }
+        // Dropped without release (a crash): the Lease expires on its own.
+        if let Some((_, task)) = &self.elector {
+            task.abort();
+        }
     }
 }
 
@@ -637,6 +766,41 @@ mod tests {
                 .is_err()
         );
         assert!(parse(&["--cert-validity", "soon"]).is_err());
+    }
+
+    #[test]
+    fn leader_election_flags() {
+        let a = parse(&[]).unwrap();
+        assert!(!a.leader_election);
+        assert!(a.election("h1").is_none());
+        assert_eq!(a.unacknowledged_threshold_seconds, 60);
+        let a = parse(&["--leader-election", "--namespace", "ns"]).unwrap();
+        a.validate().unwrap();
+        let e = a.election("h1").expect("election on");
+        assert_eq!(e.namespace, "ns");
+        assert_eq!(e.lease.name, "drbridge-hub");
+        assert_eq!(e.lease.identity, "h1");
+        assert_eq!(e.lease.lease_duration, Duration::from_secs(15));
+        assert_eq!(e.lease.renew_deadline, Duration::from_secs(10));
+        assert_eq!(e.lease.retry_period, Duration::from_secs(2));
+        // The leader must stop before another replica may start.
+        let a = parse(&[
+            "--leader-election",
+            "--lease-duration-seconds",
+            "10",
+            "--lease-renew-deadline-seconds",
+            "10",
+        ])
+        .unwrap();
+        assert!(
+            a.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("renew deadline")
+        );
+        // Unchecked when off.
+        let a = parse(&["--lease-renew-deadline-seconds", "99"]).unwrap();
+        a.validate().unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Labels of status-writer metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +34,12 @@ pub struct RegistrationLabels {
     pub result: &'static str,
 }
 
+/// Labels of per-cluster metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct Metrics {
     pub connected_agents: Gauge,
@@ -50,6 +57,9 @@ pub struct Metrics {
     pub report_bytes_held: Gauge,
     pub intents_dropped: Counter,
     pub registrations: Family<RegistrationLabels, Counter>,
+    /// Age of the oldest change sent to each cluster that its agent has not acknowledged
+    /// (0: everything acknowledged); see `acks`.
+    pub oldest_unacknowledged_seconds: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -69,6 +79,7 @@ impl Default for Metrics {
             report_bytes_held: Gauge::default(),
             intents_dropped: Counter::default(),
             registrations: Family::default(),
+            oldest_unacknowledged_seconds: Family::default(),
         }
     }
 }
@@ -148,7 +159,26 @@ impl Metrics {
             "Join and Renew calls by result",
             m.registrations.clone(),
         );
+        r.register(
+            "oldest_unacknowledged_seconds",
+            "Age of the oldest change sent to the cluster's agent and not yet acknowledged (0: all acknowledged)",
+            m.oldest_unacknowledged_seconds.clone(),
+        );
         m
+    }
+
+    pub fn unacknowledged_age(&self, cluster: &str, seconds: f64) {
+        self.oldest_unacknowledged_seconds
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .set(seconds);
+    }
+
+    pub fn forget_unacknowledged(&self, cluster: &str) {
+        self.oldest_unacknowledged_seconds.remove(&ClusterLabels {
+            cluster: cluster.to_string(),
+        });
     }
 
     pub fn registered(&self, rpc: &'static str, result: &'static str) {

@@ -22,6 +22,9 @@ pub const FIELD_MANAGER: &str = "drbridge-hub";
 /// agent: status on the object is at least that old. Removed when the agent is back.
 /// See docs/presence.md.
 pub const UNREACHABLE_SINCE_ANNOTATION: &str = "drbridge.io/unreachable-since";
+/// On a ManagedCluster: since when (RFC 3339) a change sent to its agent has gone
+/// unacknowledged for longer than the hub's threshold; removed once everything is acknowledged.
+pub const UNACKNOWLEDGED_SINCE_ANNOTATION: &str = "drbridge.io/oldest-unacknowledged-since";
 
 /// Group/version/kind/plural of the watched kinds.
 pub mod gvk {
@@ -75,6 +78,8 @@ pub struct Meta {
     pub finalizers: Vec<String>,
     /// Value of [`UNREACHABLE_SINCE_ANNOTATION`], if present.
     pub unreachable_since: Option<String>,
+    /// Value of [`UNACKNOWLEDGED_SINCE_ANNOTATION`] (on ManagedClusters), if present.
+    pub unacknowledged_since: Option<String>,
 }
 
 impl Meta {
@@ -102,6 +107,10 @@ impl Meta {
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(UNREACHABLE_SINCE_ANNOTATION).cloned()),
+            unacknowledged_since: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(UNACKNOWLEDGED_SINCE_ANNOTATION).cloned()),
         })
     }
 }

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::index::SharedIndex;
+use crate::leader::Leadership;
 use crate::status::{ClusterStatus, WriteOp, rfc3339};
 
 /// What the gRPC layer tells presence.
@@ -188,6 +189,14 @@ impl Presence {
                 });
             }
             self.publish(cluster);
+            if was.is_none() {
+                // First contact of this hub (or of this leader's term): annotations an earlier
+                // hub or leader left are removed; the writer skips objects without one.
+                self.out.push(WriteOp::Unreachable {
+                    cluster: cluster.to_string(),
+                    since: None,
+                });
+            }
         }
     }
 
@@ -237,14 +246,64 @@ fn joined_in(conds: &[serde_json::Value]) -> bool {
 /// Drives [`Presence`]: events from the gRPC layer, expiry timers, and the registered
 /// clusters of the index. Ends when the event channel closes.
 pub async fn run(
-    mut presence: Presence,
+    presence: Presence,
     index: SharedIndex,
     mut events: mpsc::Receiver<Event>,
     writes: mpsc::Sender<WriteOp>,
 ) {
+    serve_term(
+        presence,
+        &index,
+        &mut events,
+        &writes,
+        std::future::pending(),
+    )
+    .await;
+}
+
+/// [`run`] while `leadership` leads, a fresh [`Presence`] each term: a new leader knows
+/// nothing of the old one's streams, exactly as a restarted hub, so every cluster starts its
+/// silence clock when the term starts. Between terms events are read and dropped (streams of
+/// the old term closing). Ends when the event channel closes.
+pub async fn run_leading(
+    timeout: Duration,
+    index: SharedIndex,
+    mut events: mpsc::Receiver<Event>,
+    writes: mpsc::Sender<WriteOp>,
+    leadership: Leadership,
+) {
+    loop {
+        let epoch = tokio::select! {
+            epoch = leadership.wait_leader() => epoch,
+            ev = events.recv() => match ev {
+                Some(_) => continue,
+                None => return,
+            },
+        };
+        info!(epoch, "leading: presence starts");
+        let lost = leadership.wait_lost(epoch);
+        if !serve_term(Presence::new(timeout), &index, &mut events, &writes, lost).await {
+            return;
+        }
+        info!(epoch, "not leading: presence stops");
+    }
+}
+
+/// Returns false when the event channel or the writer is gone, true when `until` completed.
+async fn serve_term(
+    mut presence: Presence,
+    index: &SharedIndex,
+    events: &mut mpsc::Receiver<Event>,
+    writes: &mpsc::Sender<WriteOp>,
+    until: impl std::future::Future<Output = ()>,
+) -> bool {
     let mut ready = index.read().ready();
+    tokio::pin!(until);
     // Nothing is known about registrations before the index has listed.
-    let _ = ready.wait_for(|r| *r).await;
+    tokio::select! {
+        _ = ready.wait_for(|r| *r) => {}
+        () = &mut until => return true,
+    }
     let mut poll = tokio::time::interval(REGISTERED_POLL);
     loop {
         let deadline = presence
@@ -253,7 +312,7 @@ pub async fn run(
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(ev) => presence.on_event(ev, Instant::now(), Utc::now()),
-                None => return,
+                None => return false,
             },
             _ = tokio::time::sleep_until(deadline) => presence.on_tick(Instant::now()),
             _ = poll.tick() => {
@@ -264,11 +323,12 @@ pub async fn run(
                     .collect();
                 presence.set_registered(registered, Instant::now(), Utc::now());
             }
+            () = &mut until => return true,
         }
         for op in presence.drain() {
             if writes.send(op).await.is_err() {
                 debug!("status writer gone; presence stops");
-                return;
+                return false;
             }
         }
     }

@@ -26,13 +26,14 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::index::{Intent, SharedIndex, WorkEntry};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::objects::{
-    ConditionJson, FIELD_MANAGER, Meta, ObjectKey, UNREACHABLE_SINCE_ANNOTATION, ViewObject,
-    WORK_FINALIZER, WorkObject, gvk,
+    ConditionJson, FIELD_MANAGER, Meta, ObjectKey, UNACKNOWLEDGED_SINCE_ANNOTATION,
+    UNREACHABLE_SINCE_ANNOTATION, ViewObject, WORK_FINALIZER, WorkObject, gvk,
 };
 
 /// A message from an agent that needs a write. `cluster` comes from the stream's
@@ -127,6 +128,12 @@ pub enum WriteOp {
     /// Mark (`Some(since)`) or unmark (`None`) the works and views of a cluster as
     /// unreachable; see docs/presence.md.
     Unreachable {
+        cluster: String,
+        since: Option<String>,
+    },
+    /// Set (`Some(since)`) or remove (`None`) the ManagedCluster's annotation of changes its
+    /// agent has not acknowledged; see `acks`.
+    Unacknowledged {
         cluster: String,
         since: Option<String>,
     },
@@ -484,6 +491,14 @@ pub fn plan_reject(entry: &WorkEntry, now: &str) -> Result<Value, Skip> {
     Ok(status_patch(&entry.meta, json!({ "conditions": conds })))
 }
 
+/// The ManagedCluster's [`UNACKNOWLEDGED_SINCE_ANNOTATION`] set to `since` (or removed).
+pub fn plan_unacknowledged(meta: &Meta, since: Option<&str>) -> Result<Value, Skip> {
+    if meta.unacknowledged_since.as_deref() == since {
+        return Err(Skip::Unchanged);
+    }
+    Ok(json!({"metadata": {"annotations": {UNACKNOWLEDGED_SINCE_ANNOTATION: since}}}))
+}
+
 pub fn plan_annotation(meta: &Meta, since: Option<&str>) -> Result<Value, Skip> {
     if meta.unreachable_since.as_deref() == since {
         return Err(Skip::Unchanged);
@@ -502,6 +517,7 @@ enum Slot {
     ViewStatus(ObjectKey),
     Cluster(String),
     Unreachable(String),
+    Unacknowledged(String),
 }
 
 fn slot_of(op: &WriteOp) -> Slot {
@@ -521,6 +537,7 @@ fn slot_of(op: &WriteOp) -> Slot {
         WriteOp::Intent(Intent::Reject(k)) => Slot::WorkReject(k.clone()),
         WriteOp::Cluster(c) => Slot::Cluster(c.name.clone()),
         WriteOp::Unreachable { cluster, .. } => Slot::Unreachable(cluster.clone()),
+        WriteOp::Unacknowledged { cluster, .. } => Slot::Unacknowledged(cluster.clone()),
     }
 }
 
@@ -540,7 +557,7 @@ impl Slot {
                 Lane::Work(k.clone())
             }
             Slot::ViewStatus(k) => Lane::View(k.clone()),
-            Slot::Cluster(c) => Lane::Cluster(c.clone()),
+            Slot::Cluster(c) | Slot::Unacknowledged(c) => Lane::Cluster(c.clone()),
             Slot::Unreachable(c) => Lane::Unreachable(c.clone()),
         }
     }
@@ -566,6 +583,15 @@ impl Pending {
         }
         if self.ops.insert(slot.clone(), op).is_none() {
             self.order.push_back(slot);
+        }
+    }
+
+    /// Pushes `op`, but only index intents while `leading` is false: reports and presence
+    /// of a replica that does not lead are never written (intents are re-checked against
+    /// the index when written, so they keep for the next term).
+    pub fn push_if(&mut self, op: WriteOp, leading: bool) {
+        if leading || matches!(op, WriteOp::Intent(_)) {
+            self.push(op);
         }
     }
 
@@ -663,6 +689,8 @@ enum WriteError {
     NotFound,
     #[error("timed out")]
     Timeout,
+    #[error("this replica does not lead")]
+    NotLeader,
     #[error(transparent)]
     Kube(#[from] kube::Error),
 }
@@ -673,6 +701,7 @@ impl WriteError {
             WriteError::Conflict => "conflict",
             WriteError::NotFound => "not_found",
             WriteError::Timeout => "timeout",
+            WriteError::NotLeader => "not_leader",
             WriteError::Kube(_) => "failed",
         }
     }
@@ -691,6 +720,8 @@ pub struct StatusWriter {
     index: SharedIndex,
     metrics: Metrics,
     cfg: WriterConfig,
+    /// Writes are made only while this replica leads.
+    leadership: Leadership,
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -713,7 +744,14 @@ impl StatusWriter {
             index,
             metrics,
             cfg,
+            leadership: Leadership::fixed(1),
         }
+    }
+
+    /// Writes only while `leadership` leads (instead of always).
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
     }
 
     /// Runs until both queues are closed. Up to `max_in_flight` writes run at
@@ -729,15 +767,17 @@ impl StatusWriter {
         let mut sweep = tokio::time::interval(this.cfg.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut ops_open, mut intents_open) = (true, true);
+        let mut role = this.leadership.watch();
         loop {
+            let leading = this.leadership.is_leader();
             // Drain whatever is queued, so a burst coalesces before the next write.
             while let Ok(op) = ops.try_recv() {
-                pending.push(op);
+                pending.push_if(op, leading);
             }
             while let Ok(i) = intents.try_recv() {
                 pending.push(WriteOp::Intent(i));
             }
-            while running.len() < this.cfg.max_in_flight.max(1) {
+            while leading && running.len() < this.cfg.max_in_flight.max(1) {
                 let Some(op) = pending.pop_where(|slot| !busy.contains(&slot.lane())) else {
                     break;
                 };
@@ -765,9 +805,25 @@ impl StatusWriter {
                     }
                 }
                 op = ops.recv(), if ops_open => match op {
-                    Some(op) => pending.push(op),
+                    Some(op) => pending.push_if(op, this.leadership.is_leader()),
                     None => ops_open = false,
                 },
+                Ok(()) = role.changed() => {
+                    if role.borrow_and_update().epoch().is_some() {
+                        // A new term: what the index implies is written again (finalizers,
+                        // rejections); agents' reports come with their streams.
+                        info!("leading: the status writer starts");
+                        for i in this.index.read().sweep() {
+                            pending.push(WriteOp::Intent(i));
+                        }
+                    } else {
+                        // Nothing of the old term is written any more.
+                        let dropped = pending.len();
+                        pending = Pending::default();
+                        running.abort_all();
+                        info!(dropped, "not leading: the status writer stops");
+                    }
+                }
                 i = intents.recv(), if intents_open => match i {
                     Some(i) => pending.push(WriteOp::Intent(i)),
                     None => intents_open = false,
@@ -798,6 +854,11 @@ impl StatusWriter {
         status: bool,
         body: Value,
     ) -> Result<(), WriteError> {
+        // Checked before every call, not only per batch: a term can end mid-batch.
+        if !self.leadership.is_leader() {
+            self.metrics.patched(kind, WriteError::NotLeader.label());
+            return Err(WriteError::NotLeader);
+        }
         let api = self.api(target, namespace);
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
@@ -812,7 +873,12 @@ impl StatusWriter {
                 api.patch(name, &pp, &patch).await
             }
         };
-        let res = match tokio::time::timeout(self.cfg.patch_timeout, fut).await {
+        // Never waits past the end of the term: a write still unanswered then is abandoned.
+        let deadline = self
+            .leadership
+            .remaining()
+            .map_or(self.cfg.patch_timeout, |r| r.min(self.cfg.patch_timeout));
+        let res = match tokio::time::timeout(deadline, fut).await {
             Err(_) => Err(WriteError::Timeout),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(kube::Error::Api(s))) if s.code == 409 => Err(WriteError::Conflict),
@@ -924,6 +990,23 @@ impl StatusWriter {
                     .await
                 {
                     warn!(cluster = %cs.name, error = %e, "ManagedCluster status not written");
+                }
+            }
+            WriteOp::Unacknowledged { cluster, since } => {
+                let plan = match self.index.read().cluster(&cluster) {
+                    Some(c) => plan_unacknowledged(&c.meta, since.as_deref()),
+                    None => Err(Skip::UnknownObject),
+                };
+                match plan {
+                    Ok(body) => {
+                        if let Err(e) = self
+                            .patch("annotation", Target::Cluster, "", &cluster, false, body)
+                            .await
+                        {
+                            debug!(%cluster, error = %e, "unacknowledged annotation not written; the next round retries");
+                        }
+                    }
+                    Err(s) => self.skip("unacknowledged annotation", &cluster, s),
                 }
             }
             WriteOp::Unreachable { cluster, since } => {

@@ -4,12 +4,16 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use drbridge_hub::objects::{UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER};
+use drbridge_hub::leader::{EPOCH_ANNOTATION, LeaseConfig, epoch_of};
+use drbridge_hub::objects::{
+    ObjectKey, UNACKNOWLEDGED_SINCE_ANNOTATION, UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER,
+};
 use drbridge_hub::status::{cluster_resource, view_resource, work_resource};
 use drbridge_hub::{Hub, HubOptions, grpc, metrics::Metrics};
 use drbridge_proto::v1 as pb;
 use drbridge_proto::v1::dispatch_client::DispatchClient;
 use drbridge_tls::{ClusterName, TlsPaths, pki::Ca};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
@@ -124,11 +128,27 @@ fn view(name: &str, ns: &str) -> DynamicObject {
 }
 
 async fn world(clusters_: &[&str], namespaces: &[&str], opts: HubOptions) -> World {
+    world_with_lease(clusters_, namespaces, opts, None).await
+}
+
+/// [`world`], with `lease` created in `default` before the hub starts.
+async fn world_with_lease(
+    clusters_: &[&str],
+    namespaces: &[&str],
+    opts: HubOptions,
+    lease: Option<Lease>,
+) -> World {
     let env = drbridge_localenv::Env::start_for_test(&["hub"])
         .await
         .unwrap();
     let client = env.client("hub").await.unwrap();
     install_crds(&client).await;
+    if let Some(lease) = lease {
+        Api::<Lease>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &lease)
+            .await
+            .unwrap();
+    }
     for ns in namespaces {
         create_namespace(&client, ns).await;
     }
@@ -773,4 +793,161 @@ async fn run_serves_agents_and_reports_ready() {
     );
     assert!(!hub.is_finished());
     hub.abort();
+}
+
+fn has_finalizer(o: &DynamicObject) -> bool {
+    o.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == WORK_FINALIZER))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_no_agent_and_writes_nothing_until_it_leads() {
+    // Another replica holds the Lease, for longer than the test.
+    let held = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("drbridge-hub".into()),
+            annotations: Some([(EPOCH_ANNOTATION.to_string(), "5000".to_string())].into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("other".into()),
+            lease_duration_seconds: Some(3600),
+            renew_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                k8s_openapi::jiff::Timestamp::now(),
+            )),
+            lease_transitions: Some(4),
+            ..Default::default()
+        }),
+    };
+    let opts = HubOptions {
+        election: Some(drbridge_hub::LeaderOptions {
+            namespace: "default".into(),
+            lease: LeaseConfig {
+                name: "drbridge-hub".into(),
+                identity: "hub-a".into(),
+                lease_duration: Duration::from_secs(6),
+                renew_deadline: Duration::from_secs(4),
+                retry_period: Duration::from_secs(1),
+            },
+        }),
+        ..Default::default()
+    };
+    let w = world_with_lease(&["dr1"], &["dr1"], opts, Some(held)).await;
+    assert!(!w.hub.leadership.is_leader());
+    let mws = works(&w.client, "dr1");
+    mws.create(&PostParams::default(), &manifest_work("w", "dr1", "v1"))
+        .await
+        .unwrap();
+    eventually("the follower indexes the work", || async {
+        w.hub
+            .index
+            .read()
+            .work(&ObjectKey::new("dr1", "w"))
+            .map(|_| ())
+    })
+    .await;
+    // It refuses agents, marked so they dial again at once.
+    let err = w.dial("dr1", vec![]).await.err().expect("refused");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(
+        err.metadata()
+            .get(drbridge_proto::NOT_LEADER_METADATA)
+            .is_some()
+    );
+    // And it has written nothing: no finalizer, no ManagedCluster status.
+    assert!(!has_finalizer(&mws.get("w").await.unwrap()));
+    let mc = clusters(&w.client).get("dr1").await.unwrap();
+    assert!(
+        condition(&mc, "HubAcceptedManagedCluster").is_none(),
+        "{mc:?}"
+    );
+
+    // The other replica releases the Lease: this one takes it with a newer epoch.
+    let leases = Api::<Lease>::namespaced(w.client.clone(), "default");
+    let mut lease = leases.get("drbridge-hub").await.unwrap();
+    lease.spec.as_mut().unwrap().holder_identity = None;
+    leases
+        .replace("drbridge-hub", &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let epoch = tokio::time::timeout(DEADLINE, w.hub.leadership.wait_leader())
+        .await
+        .expect("leads once the Lease is free");
+    assert!(epoch > 5000);
+    let lease = leases.get("drbridge-hub").await.unwrap();
+    assert_eq!(epoch_of(&lease), Some(epoch));
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("hub-a"));
+    assert_eq!(spec.lease_transitions, Some(5));
+    // What the index implied while it followed is written now; agents are served in the term.
+    eventually("finalizer added by the leader", || async {
+        has_finalizer(&mws.get("w").await.ok()?).then_some(())
+    })
+    .await;
+    let mut agent = w.dial("dr1", vec![]).await.unwrap();
+    let (welcome, initial) = agent.start().await;
+    assert_eq!(welcome.epoch, epoch);
+    assert_eq!(initial.works.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_syncs_mark_the_managed_cluster_until_acknowledged() {
+    let opts = HubOptions {
+        unacknowledged_threshold: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let w = world(&["dr1"], &["dr1"], opts).await;
+    let mws = works(&w.client, "dr1");
+    mws.create(&PostParams::default(), &manifest_work("w", "dr1", "v1"))
+        .await
+        .unwrap();
+    eventually("finalizer added", || async {
+        has_finalizer(&mws.get("w").await.ok()?).then_some(())
+    })
+    .await;
+    let mut agent = w.dial("dr1", vec![]).await.unwrap();
+    match agent.next().await.unwrap() {
+        pb::hub_message::Body::Welcome(_) => {}
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    let mut ids = Vec::new();
+    loop {
+        let s = agent.sync().await;
+        ids.push(s.sync_id);
+        if s.initial_sync_done {
+            break;
+        }
+    }
+    // Not acknowledged: past the threshold the ManagedCluster says since when.
+    let mcs = clusters(&w.client);
+    let annotated = |present: bool| {
+        let mcs = mcs.clone();
+        async move {
+            let mc = mcs.get("dr1").await.ok()?;
+            let since = mc
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(UNACKNOWLEDGED_SINCE_ANNOTATION).cloned());
+            (since.is_some() == present).then_some(since)
+        }
+    };
+    let since = eventually("the unacknowledged annotation", || annotated(true))
+        .await
+        .unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&since).is_ok(),
+        "{since}"
+    );
+    for sync_id in ids {
+        agent
+            .send(pb::agent_message::Body::SyncAck(pb::SyncAck { sync_id }))
+            .await;
+    }
+    eventually("the annotation removed once all is acknowledged", || {
+        annotated(false)
+    })
+    .await;
 }

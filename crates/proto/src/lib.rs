@@ -25,5 +25,10 @@ pub use v1::{AgentMessage, HubMessage};
 
 /// The largest agent message a hub accepts by default: a report ends up in one object's
 /// status, and the API server refuses objects much larger (etcd's default request limit is
-/// 1.5 MiB). Agents shrink what they report to fit ([`drbridge-agent`'s outbox]).
+/// 1.5 MiB). Agents shrink what they report to fit (drbridge-agent's `report_size`).
 pub const MAX_REPORT_BYTES: usize = 2 * 1024 * 1024;
+
+/// gRPC metadata key a hub replica sets on the status with which it refuses or ends a stream
+/// because it is not (or no longer) the leader: the agent then dials again at once instead of
+/// backing off, since another replica may lead.
+pub const NOT_LEADER_METADATA: &str = "drbridge-not-leader";

@@ -45,6 +45,9 @@ impl Running {
 pub struct BridgeOptions {
     pub hub: HubOptions,
     pub work: WorkConfig,
+    /// Hub replicas. More than one: they elect a leader (`hub.election` must be set; each
+    /// replica's identity is its hub id) and agents dial a [`Front`] before them.
+    pub replicas: usize,
 }
 
 impl Default for BridgeOptions {
@@ -54,7 +57,11 @@ impl Default for BridgeOptions {
         hub.grpc.idle_timeout = Duration::from_secs(5);
         let mut work = WorkConfig::default();
         work.policy.allowlist = test_allowlist();
-        Self { hub, work }
+        Self {
+            hub,
+            work,
+            replicas: 1,
+        }
     }
 }
 
@@ -78,6 +85,15 @@ pub struct Bridge {
     hub: Option<Running>,
     agents: BTreeMap<String, (Running, watch::Receiver<bool>)>,
     epoch: u64,
+    /// With more than one replica: each one's address and, while it runs, its task and
+    /// leadership; agents dial `front` at `addr`.
+    replicas: Vec<Replica>,
+    front: Option<Front>,
+}
+
+struct Replica {
+    addr: SocketAddr,
+    running: Option<(Running, drbridge_hub::leader::Leadership)>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -118,6 +134,18 @@ impl Bridge {
             [127, 0, 0, 1],
             drbridge_localenv::ports::free_port().unwrap(),
         ));
+        let n = if opts.replicas > 1 { opts.replicas } else { 0 };
+        let replicas = (0..n)
+            .map(|_| Replica {
+                addr: SocketAddr::from((
+                    [127, 0, 0, 1],
+                    drbridge_localenv::ports::free_port().unwrap(),
+                )),
+                running: None,
+            })
+            .collect::<Vec<_>>();
+        let front = (!replicas.is_empty())
+            .then(|| Front::start(addr, replicas.iter().map(|r| r.addr).collect()));
         let mut b = Bridge {
             env,
             pki,
@@ -127,8 +155,16 @@ impl Bridge {
             hub: None,
             agents: BTreeMap::new(),
             epoch: drbridge_hub::start_epoch(),
+            replicas,
+            front,
         };
-        b.start_hub().await;
+        if b.replicas.is_empty() {
+            b.start_hub().await;
+        } else {
+            for i in 0..b.replicas.len() {
+                b.start_replica(i).await;
+            }
+        }
         for m in &managed {
             b.start_agent(m).await;
         }
@@ -158,17 +194,27 @@ impl Bridge {
         let mut opts = self.opts.hub.clone();
         opts.grpc.epoch = self.epoch;
         opts.grpc.hub_id = "test-hub".into();
+        let (running, _) = self.spawn_hub(opts, self.addr).await;
+        self.hub = Some(running);
+    }
+
+    async fn spawn_hub(
+        &self,
+        opts: HubOptions,
+        addr: SocketAddr,
+    ) -> (Running, drbridge_hub::leader::Leadership) {
         let client = self.hub_client().await;
         let mut reg = prometheus_client::registry::Registry::default();
         let metrics = drbridge_hub::metrics::Metrics::register(&mut reg);
         let hub = Hub::start(client, opts, metrics);
+        let leadership = hub.leadership.clone();
         let mut ready = hub.ready();
         tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
             .await
             .expect("hub's initial sync")
             .unwrap();
         let tls = drbridge_tls::ServerTls::new(self.pki.hub()).unwrap();
-        let listener = bind_retrying(self.addr).await;
+        let listener = bind_retrying(addr).await;
         let (stop, mut stop_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             let incoming = drbridge_tls::incoming(listener, tls);
@@ -179,7 +225,52 @@ impl Bridge {
                 .await;
             drop(hub);
         });
-        self.hub = Some(Running { stop, task });
+        (Running { stop, task }, leadership)
+    }
+
+    /// Starts hub replica `i` (again) on its own address, electing with the others.
+    pub async fn start_replica(&mut self, i: usize) {
+        assert!(
+            self.replicas[i].running.is_none(),
+            "replica {i} already running"
+        );
+        let mut opts = self.opts.hub.clone();
+        opts.grpc.hub_id = format!("test-hub-{i}");
+        opts.election
+            .as_mut()
+            .expect("replicas elect a leader: set hub.election")
+            .lease
+            .identity = opts.grpc.hub_id.clone();
+        let (running, leadership) = self.spawn_hub(opts, self.replicas[i].addr).await;
+        if let Some(front) = &self.front {
+            front.open(i);
+        }
+        self.replicas[i].running = Some((running, leadership));
+    }
+
+    /// Kills replica `i` as its process dying would: its tasks stop, its connections
+    /// break, and it does not release the Lease.
+    pub fn crash_replica(&mut self, i: usize) {
+        if let Some((running, _)) = self.replicas[i].running.take() {
+            running.crash();
+        }
+        if let Some(front) = &self.front {
+            front.cut(i);
+        }
+    }
+
+    /// The replica that leads now, if any.
+    pub fn leader(&self) -> Option<usize> {
+        self.replicas.iter().position(|r| {
+            r.running
+                .as_ref()
+                .is_some_and(|(_, leadership)| leadership.is_leader())
+        })
+    }
+
+    /// The leadership of replica `i` while it runs.
+    pub fn leadership(&self, i: usize) -> Option<drbridge_hub::leader::Leadership> {
+        self.replicas[i].running.as_ref().map(|(_, l)| l.clone())
     }
 
     /// Stops the hub abruptly (its streams break mid-flight).
@@ -245,6 +336,11 @@ impl Bridge {
         }
     }
 
+    /// Whether the agent of `cluster` holds a stream to the hub (true from Welcome on).
+    pub fn agent_connected(&self, cluster: &str) -> watch::Receiver<bool> {
+        self.agents[cluster].1.clone()
+    }
+
     /// Waits until the agent of `cluster` holds a stream to the hub.
     pub async fn wait_connected(&self, cluster: &str) {
         let mut ready = self.agents[cluster].1.clone();
@@ -279,6 +375,78 @@ impl Drop for Bridge {
         if let Some(h) = self.hub.take() {
             h.crash();
         }
+        for i in 0..self.replicas.len() {
+            self.crash_replica(i);
+        }
+    }
+}
+
+/// A TCP front for hub replicas, as a Kubernetes Service is: each connection goes to the
+/// next replica that accepts it, round robin. Cutting a replica off closes the connections
+/// it has, as its process dying would.
+/// Each replica's address, and whether it is cut off.
+type Backends = Arc<std::sync::Mutex<Vec<(SocketAddr, watch::Sender<bool>)>>>;
+
+struct Front {
+    backends: Backends,
+    task: JoinHandle<()>,
+}
+
+impl Front {
+    fn start(addr: SocketAddr, backends: Vec<SocketAddr>) -> Front {
+        let backends: Backends = Arc::new(std::sync::Mutex::new(
+            backends
+                .into_iter()
+                .map(|a| (a, watch::channel(true).0))
+                .collect::<Vec<_>>(),
+        ));
+        let shared = backends.clone();
+        let task = tokio::spawn(async move {
+            let listener = bind_retrying(addr).await;
+            let mut next = 0usize;
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let candidates: Vec<(SocketAddr, watch::Receiver<bool>)> = {
+                    let b = shared.lock().unwrap();
+                    let n = b.len();
+                    next = next.wrapping_add(1);
+                    (0..n)
+                        .map(|k| &b[(next + k) % n])
+                        .filter(|(_, cut)| !*cut.borrow())
+                        .map(|(a, cut)| (*a, cut.subscribe()))
+                        .collect()
+                };
+                tokio::spawn(async move {
+                    for (backend, mut cut) in candidates {
+                        let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await else {
+                            continue;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.wait_for(|c| *c) => {}
+                        }
+                        return;
+                    }
+                });
+            }
+        });
+        Front { backends, task }
+    }
+
+    fn open(&self, i: usize) {
+        self.backends.lock().unwrap()[i].1.send_replace(false);
+    }
+
+    fn cut(&self, i: usize) {
+        self.backends.lock().unwrap()[i].1.send_replace(true);
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

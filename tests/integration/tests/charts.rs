@@ -224,17 +224,39 @@ fn chart_app_version(chart_name: &str) -> String {
     c["appVersion"].as_str().unwrap().to_string()
 }
 
-/// The hub's (`grpc`: ports grpc and join) or the agent's Deployment, TLS files from Secrets.
+/// The agent's Deployment, TLS files from Secrets: one replica, the old pod gone before the
+/// new one starts.
 fn assert_single_writer_deployment(deploy: &Value, grpc: bool, admin_port: i64) {
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
     assert_deployment(deploy, grpc, grpc, admin_port, true)
+}
+
+/// The hub's Deployment: `replicas` that elect a leader, rolled one new pod at a time before an
+/// old one goes, spread over nodes by default.
+fn assert_hub_deployment(deploy: &Value, replicas: i64, join: bool, admin_port: i64) {
+    let spec = &deploy["spec"];
+    assert_eq!(spec["replicas"], replicas);
+    assert_eq!(spec["strategy"]["type"], "RollingUpdate");
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxSurge"], 1);
+    let anti = &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+    assert_eq!(
+        anti[0]["podAffinityTerm"]["topologyKey"], "kubernetes.io/hostname",
+        "{anti}"
+    );
+    assert_eq!(
+        anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"],
+        spec["selector"]["matchLabels"]
+    );
+    assert_eq!(env_of(deploy)["DRBRIDGE_LEADER_ELECTION"], "true");
+    assert_deployment(deploy, true, join, admin_port, true)
 }
 
 /// `grpc`: port grpc 8443; `join`: port join 8444; `tls_read_only`: the TLS files come from
 /// Secrets (false in the agent's join mode, which writes them itself).
 fn assert_deployment(deploy: &Value, grpc: bool, join: bool, admin_port: i64, tls_read_only: bool) {
     let spec = &deploy["spec"];
-    assert_eq!(spec["replicas"], 1);
-    assert_eq!(spec["strategy"]["type"], "Recreate");
     let c = &spec["template"]["spec"]["containers"][0];
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/live");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
@@ -313,7 +335,11 @@ fn hub_expected_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
             &["get", "list", "watch", "patch"],
         ),
         (view, "managedclusterviews/status", &["patch"]),
-        (cluster, "managedclusters", &["get", "list", "watch"]),
+        (
+            cluster,
+            "managedclusters",
+            &["get", "list", "watch", "patch"],
+        ),
         (cluster, "managedclusters/status", &["patch"]),
     ]
     .into_iter()
@@ -327,7 +353,7 @@ fn hub_expected_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
 }
 
 #[test]
-fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
+fn hub_chart_lints_and_renders_least_privilege_replicas_with_a_leader() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
     let hub = chart("drbridge-hub");
@@ -368,6 +394,12 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
             set(&["get", "list", "watch", "create", "update", "delete"])
         )]
     );
+    // The leader election's Lease, in the release namespace only.
+    let role = one(&objs, "Role");
+    assert_eq!(
+        unrestricted_grants(role).get(&("coordination.k8s.io".into(), "leases".into())),
+        Some(&set(&["get", "list", "watch", "create", "update", "patch"]))
+    );
     let role_binding = one(&objs, "RoleBinding");
     assert_eq!(role_binding["roleRef"]["name"], "drbridge-hub");
     assert_eq!(role_binding["subjects"][0]["name"], "drbridge-hub");
@@ -381,7 +413,7 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     );
 
     let deploy = one(&objs, "Deployment");
-    assert_single_writer_deployment(deploy, true, 9990);
+    assert_hub_deployment(deploy, 2, true, 9990);
     let c = &deploy["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         c["image"],
@@ -452,7 +484,8 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
         hub_expected_grants()
     );
     let deploy = one(&objs, "Deployment");
-    assert_single_writer_deployment(deploy, true, 9000);
+    assert_hub_deployment(deploy, 3, true, 9000);
+    assert_eq!(env_of(deploy)["DRBRIDGE_LEASE_DURATION_SECONDS"], "20");
     assert_eq!(deploy["metadata"]["name"], "bridge-hub");
     assert_eq!(deploy["metadata"]["labels"]["team"], "dr");
     let pod = &deploy["spec"]["template"]["spec"];
@@ -550,7 +583,7 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
     assert_eq!(cert["spec"]["issuerRef"]["kind"], "Issuer");
     assert_eq!(cert["spec"]["secretName"], "drbridge-hub-tls");
     let deploy = one(&objs, "Deployment");
-    assert_deployment(deploy, true, false, 9990, true);
+    assert_hub_deployment(deploy, 2, false, 9990);
     let env = env_of(deploy);
     assert_eq!(env["DRBRIDGE_DISABLE_JOIN"], "true");
     assert!(!env.contains_key("DRBRIDGE_JOIN_ADDR"));
@@ -570,11 +603,43 @@ fn hub_chart_lints_and_renders_a_least_privilege_single_writer() {
         ("certManager.issuer=x", "certManager"),
         ("config.maxSyncBytes=10", "maxSyncBytes"),
         ("config.maxReportBytes=10", "maxReportBytes"),
-        ("replicas=2", "replicas"),
+        ("replicas=0", "replicas"),
+        (
+            "leaderElection.leaseDurationSeconds=0",
+            "leaseDurationSeconds",
+        ),
     ] {
         let err = helm_err(home, &["template", "x", &hub, "--set", set]);
         assert!(err.contains(what), "--set {set}: {err}");
     }
+    // More than one replica without an election would be two writers.
+    let err = helm_err(
+        home,
+        &[
+            "template",
+            "x",
+            &hub,
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    );
+    assert!(err.contains("leaderElection.enabled"), "{err}");
+    // One replica without election: no Lease rule, no election flag.
+    let objs = render(
+        home,
+        "drbridge-hub",
+        &[
+            "--set",
+            "replicas=1",
+            "--set",
+            "leaderElection.enabled=false",
+        ],
+    );
+    let role = one(&objs, "Role");
+    assert!(
+        !unrestricted_grants(role).contains_key(&("coordination.k8s.io".into(), "leases".into()))
+    );
+    assert!(!env_of(one(&objs, "Deployment")).contains_key("DRBRIDGE_LEADER_ELECTION"));
 }
 
 /// The agent's ClusterRole grants exactly the allowlist (plus the agent's own records,
@@ -919,6 +984,7 @@ fn agent_chart_join_mode_renders_what_cluster_join_prints() {
     assert_eq!(binding["subjects"][0]["namespace"], "drbridge");
 
     let deploy = one(&objs, "Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 1);
     assert_deployment(deploy, false, false, 9991, false);
     let env = env_of(deploy);
     assert_eq!(env["DRBRIDGE_CLUSTER"], "dr1");
@@ -1402,6 +1468,8 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
                 cert_validity: hub_args.cert_validity,
                 require_join: hub_args.require_join,
             }),
+            // The chart's leader election, on the chart's Role.
+            election: hub_args.election("drbridge-hub-0"),
             ..Default::default()
         },
         drbridge_hub::metrics::Metrics::default(),
@@ -1411,6 +1479,10 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         .await
         .expect("the hub lists every watched kind and its identity Secrets as its ServiceAccount")
         .unwrap();
+    assert!(hub_args.leader_election, "the chart elects a leader");
+    tokio::time::timeout(DEADLINE, hub.leadership.wait_leader())
+        .await
+        .expect("the hub takes the Lease as its ServiceAccount");
     let server_tls = drbridge_tls::ServerTls::new(hub_files.clone()).unwrap();
     let serving = hub.clone();
     let server = tokio::spawn(async move {

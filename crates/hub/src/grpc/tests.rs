@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::index::{Index, Limits};
+use crate::leader::Leadership;
 use crate::objects::{ClusterObject, Meta, ObjectKey, WORK_FINALIZER, WorkObject, WorkSpec};
 use drbridge_proto::v1::dispatch_client::DispatchClient;
 use tonic::transport::Channel;
@@ -86,6 +87,17 @@ async fn harness_with(
     cfg: GrpcConfig,
     identities: Option<Identities>,
 ) -> Harness {
+    let leadership = Leadership::fixed(cfg.epoch);
+    harness_led(clusters, works, cfg, identities, leadership).await
+}
+
+async fn harness_led(
+    clusters: &[&str],
+    works: Vec<WorkObject>,
+    cfg: GrpcConfig,
+    identities: Option<Identities>,
+    leadership: Leadership,
+) -> Harness {
     let metrics = Metrics::default();
     let mut index = Index::new(Limits::default(), None, metrics.clone());
     index.reset_works(works);
@@ -101,7 +113,8 @@ async fn harness_with(
         p_tx,
         metrics.clone(),
         identities,
-    );
+    )
+    .with_leadership(leadership);
     let service = svc.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -314,6 +327,105 @@ async fn a_newer_hub_epoch_seen_by_the_agent_is_refused() {
     let st = agent.error().await;
     assert_eq!(st.code(), tonic::Code::FailedPrecondition);
     assert!(st.message().contains("stale writer"));
+}
+
+#[tokio::test]
+async fn a_follower_refuses_agents_so_they_dial_again() {
+    let leadership = Leadership::follower();
+    let h = harness_led(&["dr1"], vec![], cfg(), None, leadership.clone()).await;
+    let err = dial(&h, Some("dr1")).await.err().expect("refused");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(
+        err.message().contains("not the leader"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.metadata()
+            .get(drbridge_proto::NOT_LEADER_METADATA)
+            .is_some()
+    );
+    // Leading, it serves, with the term's epoch.
+    leadership.lead(
+        EPOCH + 7,
+        tokio::time::Instant::now() + Duration::from_secs(3600),
+    );
+    let mut agent = connect(&h, "dr1", vec![]).await;
+    assert_eq!(agent.welcome().await.epoch, EPOCH + 7);
+}
+
+#[tokio::test]
+async fn a_stream_ends_with_its_term() {
+    let leadership = Leadership::follower();
+    leadership.lead(
+        EPOCH,
+        tokio::time::Instant::now() + Duration::from_secs(3600),
+    );
+    let w = work("dr1", "w1", 1, 10);
+    let h = harness_led(&["dr1"], vec![w], cfg(), None, leadership.clone()).await;
+    let mut agent = connect(&h, "dr1", vec![]).await;
+    agent.welcome().await;
+    agent.sync().await;
+    leadership.follow();
+    let st = agent.error().await;
+    assert_eq!(st.code(), tonic::Code::Unavailable);
+    assert!(
+        st.metadata()
+            .get(drbridge_proto::NOT_LEADER_METADATA)
+            .is_some()
+    );
+    // A new term of the same replica serves again, with a higher epoch.
+    leadership.lead(
+        EPOCH + 1,
+        tokio::time::Instant::now() + Duration::from_secs(3600),
+    );
+    let mut agent = connect(&h, "dr1", vec![]).await;
+    assert_eq!(agent.welcome().await.epoch, EPOCH + 1);
+}
+
+#[tokio::test]
+async fn acknowledged_syncs_are_tracked_per_stream() {
+    let w = work("dr1", "w1", 1, 10);
+    let h = harness(&["dr1"], vec![w], cfg()).await;
+    let mut agent = connect(&h, "dr1", vec![]).await;
+    agent.welcome().await;
+    let sync = agent.sync().await;
+    let acks = h.service.acks();
+    assert!(
+        acks.lock().oldest("dr1").is_some(),
+        "the sync is unacknowledged"
+    );
+    agent
+        .tx
+        .send(pb::AgentMessage {
+            body: Some(pb::agent_message::Body::SyncAck(pb::SyncAck {
+                sync_id: sync.sync_id,
+            })),
+        })
+        .await
+        .unwrap();
+    // Messages are read in order: once a later report reaches the writer's queue, the
+    // acknowledgement before it has been taken in.
+    agent.tx.send(work_status("w1", 1)).await.unwrap();
+    let mut h = h;
+    tokio::time::timeout(WAIT, h.writes.recv())
+        .await
+        .expect("the report after the ack")
+        .unwrap();
+    assert_eq!(acks.lock().oldest("dr1"), None);
+    // A stream that ends with a sync unacknowledged leaves it outstanding.
+    drop(agent);
+    let mut agent = connect(&h, "dr1", vec![]).await;
+    agent.welcome().await;
+    agent.sync().await;
+    drop(agent);
+    let mut rx = h.presence;
+    while let Some(ev) = tokio::time::timeout(WAIT, rx.recv()).await.unwrap() {
+        if matches!(ev, Event::Disconnected { conn: 2, .. }) {
+            break;
+        }
+    }
+    assert!(acks.lock().oldest("dr1").is_some());
 }
 
 #[tokio::test]

@@ -223,14 +223,19 @@ fn cluster(name: &str) -> ClusterObject {
     }
 }
 
-/// The driver, on tokio's paused clock: events in, writes out, timers included.
-#[tokio::test(start_paused = true)]
-async fn driver_publishes_and_expires() {
+/// An index that has listed, with the cluster dr1.
+fn index_of_dr1() -> crate::index::SharedIndex {
     let mut index = Index::new(Limits::default(), None, Metrics::default());
     index.reset_works(vec![]);
     index.reset_views(vec![]);
     index.reset_clusters(vec![cluster("dr1")]);
-    let index = index.shared();
+    index.shared()
+}
+
+/// The driver, on tokio's paused clock: events in, writes out, timers included.
+#[tokio::test(start_paused = true)]
+async fn driver_publishes_and_expires() {
+    let index = index_of_dr1();
     let (ev_tx, ev_rx) = mpsc::channel(16);
     let (w_tx, mut w_rx) = mpsc::channel(16);
     let task = tokio::spawn(run(Presence::new(TIMEOUT), index, ev_rx, w_tx));
@@ -254,6 +259,12 @@ async fn driver_publishes_and_expires() {
             ..
         })
     ));
+    // First contact: annotations an earlier hub may have left are removed.
+    let op = w_rx.recv().await.unwrap();
+    assert!(
+        matches!(op, WriteOp::Unreachable { since: None, .. }),
+        "{op:?}"
+    );
 
     let started = Instant::now();
     // Silence: the driver's own timer fires (the paused clock auto-advances).
@@ -264,6 +275,49 @@ async fn driver_publishes_and_expires() {
     assert!(Instant::now().duration_since(started) <= TIMEOUT);
     assert_eq!(available(&got), vec![Some(false)]);
     assert_eq!(unreachable(&got).len(), 1);
+    drop(ev_tx);
+    task.await.unwrap();
+}
+
+/// Presence runs only while this replica leads, afresh each term.
+#[tokio::test(start_paused = true)]
+async fn presence_runs_only_while_leading() {
+    let index = index_of_dr1();
+    let (ev_tx, ev_rx) = mpsc::channel(16);
+    let (w_tx, mut w_rx) = mpsc::channel(16);
+    let leadership = crate::leader::Leadership::follower();
+    let task = tokio::spawn(run_leading(TIMEOUT, index, ev_rx, w_tx, leadership.clone()));
+    // A follower reads events and writes nothing. Ten timeouts pass on the paused clock: a
+    // leader would have published and expired the cluster by then.
+    ev_tx.send(connected(1)).await.unwrap();
+    tokio::time::advance(10 * TIMEOUT).await;
+    assert!(w_rx.try_recv().is_err());
+    // Leading: the registered cluster is published.
+    leadership.lead(7, Instant::now() + Duration::from_secs(3600));
+    let op = w_rx.recv().await.unwrap();
+    assert!(
+        matches!(
+            op,
+            WriteOp::Cluster(ClusterStatus {
+                available: None,
+                ..
+            })
+        ),
+        "{op:?}"
+    );
+    leadership.follow();
+    leadership.lead(8, Instant::now() + Duration::from_secs(3600));
+    // A new term starts afresh: published again as unknown-yet.
+    let mut got = vec![w_rx.recv().await.unwrap()];
+    while !matches!(
+        got.last(),
+        Some(WriteOp::Cluster(ClusterStatus {
+            available: None,
+            ..
+        }))
+    ) {
+        got.push(w_rx.recv().await.unwrap());
+    }
     drop(ev_tx);
     task.await.unwrap();
 }
