@@ -277,6 +277,9 @@ struct Demo {
     /// The kustomization that deploys the sample (applied and deleted with kubectl), kept in
     /// the environment's directory for the user to reuse.
     app_dir: PathBuf,
+    /// The uid of the lost cluster's VRG when it went dark: after the heal it must be the
+    /// same object (demoted, not deleted and made again).
+    lost_vrg_uid: Option<String>,
 }
 
 /// What a phase reports when it succeeds.
@@ -306,6 +309,7 @@ impl Demo {
             hub,
             meters: vec![],
             app_dir,
+            lost_vrg_uid: None,
         };
         d.start_meters().await?;
         Ok(d)
@@ -334,6 +338,7 @@ impl Demo {
                 Phase::Disaster => self.disaster().await,
                 Phase::Failover => self.failover().await,
                 Phase::Heal => self.heal().await,
+                Phase::Return => self.return_back().await,
                 Phase::Start => unreachable!("started above"),
             };
             self.ui.clear();
@@ -487,6 +492,7 @@ impl Demo {
             began,
             &format!("stopping everything on {b}: drbridge agent, Ramen, storage simulator, Velero, KWOK, then its control plane"),
         );
+        self.lost_vrg_uid = self.vrg_uid(&b).await?;
         self.tb.stop_cluster(&b)?;
         let stopped = Instant::now();
         let mcs: Api<drbridge_api::cluster::ManagedCluster> = Api::all(self.hub.clone());
@@ -599,6 +605,15 @@ impl Demo {
                 vrg.summary()
             );
         }
+        let uid = self.vrg_uid(&b).await?;
+        if uid != self.lost_vrg_uid {
+            bail!(
+                "{b}'s VRG is not the one it had before the outage (uid {} then, {} now): \
+                 something deleted it",
+                self.lost_vrg_uid.as_deref().unwrap_or("none"),
+                uid.as_deref().unwrap_or("none")
+            );
+        }
         let peer = status_of(
             &d.status.clone().unwrap_or_default().conditions,
             ct::PEER_READY,
@@ -612,8 +627,32 @@ impl Demo {
         );
         Ok(Done {
             runs_on: Some(a),
-            facts: vec![format!("{b} VRG Secondary, PeerReady {peer}")],
+            facts: vec![format!(
+                "{b} VRG Secondary (the same object as before the outage), PeerReady {peer}"
+            )],
         })
+    }
+
+    async fn return_back(&mut self) -> anyhow::Result<Done> {
+        let (a, b) = self.a_b();
+        self.action(DRAction::Relocate, &b, Some(&a)).await?;
+        Ok(Done {
+            runs_on: Some(b.clone()),
+            facts: vec![format!(
+                "back on the healed {b}, protected with a sync from it"
+            )],
+        })
+    }
+
+    /// The uid of the application's VRG on `cluster`, read from the cluster itself.
+    async fn vrg_uid(&self, cluster: &str) -> anyhow::Result<Option<String>> {
+        let vrgs: Api<VolumeReplicationGroup> =
+            Api::namespaced(self.spoke(cluster).await?, &dr::default_ops_namespace());
+        Ok(vrgs
+            .get_opt(&self.a.name)
+            .await
+            .with_context(|| format!("reading the VRG on {cluster}"))?
+            .and_then(|v| v.metadata.uid))
     }
 
     /// Failover or relocate to `to`, deleting the application on `left` when Ramen waits for

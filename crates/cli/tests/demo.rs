@@ -1,7 +1,8 @@
 //! `drbridge demo`, the README's main job, end to end on the Ramen test bed: unmodified Ramen
 //! deploys, protects and relocates the sample application, then a managed cluster goes dark
 //! for real (its control plane, operators and agent stop), Ramen fails over while it is down,
-//! and the cluster heals back as the secondary.
+//! the cluster heals back as the secondary (its VRG the same object: nothing deleted it), and
+//! the application relocates back to it.
 //!
 //! Opt-in with Ramen's e2e (`DRBRIDGE_RAMEN_E2E=1`): it builds Ramen and its neighbours on first
 //! use and runs for minutes.
@@ -66,6 +67,10 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
         .expect("drbridge demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     eprintln!("{stdout}");
+    let after = out
+        .status
+        .success()
+        .then(|| dr_verbs_after_the_demo(drbridge, &dir));
     // The demo leaves the bed running for the user; the test stops it either way.
     let down = Command::new(drbridge)
         .args(["demo", "--down", "--env-dir"])
@@ -83,7 +88,7 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
         .nth(1)
         .expect("the demo prints a summary");
     for phase in [
-        "start", "deploy", "protect", "relocate", "disaster", "failover", "heal",
+        "start", "deploy", "protect", "relocate", "disaster", "failover", "heal", "return",
     ] {
         let row = summary
             .lines()
@@ -95,5 +100,68 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
             "{phase}: {row}\n{summary}"
         );
     }
+    if let Some(Err(e)) = after {
+        panic!(
+            "after the demo: {e}\ntest bed logs are in {}",
+            dir.join("logs").display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// `drbridge dr status -o json` and `drbridge dr disable` on the real operators the demo left
+/// running: the application is back on dr2 and protected; disabling removes the DRPC,
+/// Placement and VRGs and leaves the application and its PVC where they run.
+fn dr_verbs_after_the_demo(drbridge: &str, dir: &Path) -> Result<(), String> {
+    let hub = dir.join("hub.kubeconfig");
+    let dr = |args: &[&str]| {
+        Command::new(drbridge)
+            .arg("dr")
+            .arg("--kubeconfig")
+            .arg(&hub)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("running drbridge dr: {e}"))
+    };
+    let out = dr(&["status", "busybox", "-o", "json"])?;
+    if !out.status.success() {
+        return Err("drbridge dr status -o json failed".into());
+    }
+    let st: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
+    if st["phase"] != "Relocated" || st["currentCluster"] != "dr2" || st["protected"] != "True" {
+        return Err(format!("unexpected status after the demo: {st:#}"));
+    }
+    if st["rpo"] != "ok" {
+        return Err(format!("RPO not ok right after a sync: {}", st["rpo"]));
+    }
+    let out = dr(&["disable", "busybox", "--yes", "--timeout", "5m"])?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        return Err("drbridge dr disable failed".into());
+    }
+    if dr(&["status", "busybox"])?.status.success() {
+        return Err("the DRPlacementControl is still there after disable".into());
+    }
+    let state = drbridge_localenv::EnvState::load(dir).map_err(|e| e.to_string())?;
+    let get = Command::new(&state.kubectl)
+        .arg("--kubeconfig")
+        .arg(dir.join("dr2.kubeconfig"))
+        .args([
+            "-n",
+            "busybox-demo",
+            "get",
+            "deployment/busybox",
+            "pvc/busybox-pvc",
+        ])
+        .output()
+        .map_err(|e| format!("running kubectl: {e}"))?;
+    if !get.status.success() {
+        return Err(format!(
+            "the application or its PVC is gone from dr2 after disable: {}",
+            String::from_utf8_lossy(&get.stderr)
+        ));
+    }
+    Ok(())
 }

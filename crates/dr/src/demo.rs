@@ -33,10 +33,12 @@ pub enum Phase {
     Failover,
     /// The lost cluster returns; Ramen makes it the secondary again.
     Heal,
+    /// Planned move back to the healed cluster: it is whole again.
+    Return,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Start,
         Phase::Deploy,
         Phase::Protect,
@@ -44,6 +46,7 @@ impl Phase {
         Phase::Disaster,
         Phase::Failover,
         Phase::Heal,
+        Phase::Return,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Phase {
             Phase::Disaster => "disaster",
             Phase::Failover => "failover",
             Phase::Heal => "heal",
+            Phase::Return => "return",
         }
     }
 
@@ -78,6 +82,7 @@ impl Phase {
             Phase::Heal => {
                 format!("Heal: {b} returns; Ramen makes its VRG Secondary, PeerReady turns True")
             }
+            Phase::Return => format!("Return: relocate back to the healed {b}"),
         }
     }
 }
@@ -518,7 +523,8 @@ mod tests {
                 Phase::Relocate,
                 Phase::Disaster,
                 Phase::Failover,
-                Phase::Heal
+                Phase::Heal,
+                Phase::Return
             ]
         );
         assert!(!run.succeeded());
@@ -574,7 +580,7 @@ mod tests {
         run.skip_rest("stopped");
         let text = run.summary();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1 + 7 + 1, "{text}");
+        assert_eq!(lines.len(), 1 + Phase::ALL.len() + 1, "{text}");
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
             [
@@ -597,7 +603,7 @@ mod tests {
         assert!(lines[3].ends_with("first group sync after 55.0s"));
         assert!(lines[4].starts_with("relocate   skipped"), "{text}");
         assert!(lines[4].ends_with("stopped"), "{text}");
-        let total: Vec<&str> = lines[8].split_whitespace().collect();
+        let total: Vec<&str> = lines[lines.len() - 1].split_whitespace().collect();
         assert_eq!(total, ["total", "FAILED", "1m40s", "2.0s", "2%"], "{text}");
     }
 
