@@ -17,22 +17,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser};
-use drbridge_api::view::ManagedClusterView;
-use drbridge_api::work::ManifestWork;
-use drbridge_api::work::consts::condition::APPLIED;
 use drbridge_dr::consts::{condition as ct, phase as drphase, progression};
 use drbridge_dr::demo::{Phase, PhaseOutcome, Presenter, Run, TransportMeter, live_line, seconds};
 use drbridge_dr::explain::status_of;
 use drbridge_dr::progress::{Expectation, Outcome};
 use drbridge_dr::types::{DRAction, DRPlacementControl, VolumeReplicationGroup};
-use drbridge_dr::view::VrgEvidence;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
-use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::dr::{self, hub};
 pub use testbed::{StateDir, Testbed, TestbedInfo, start_ramen_testbed};
@@ -273,7 +268,8 @@ struct Demo {
     ui: Ui,
     meter: Arc<Mutex<TransportMeter>>,
     hub: kube::Client,
-    meters: Vec<tokio::task::JoinHandle<()>>,
+    /// The transport meter's watches; dropping them stops them.
+    meters: Option<drbridge_testbed::meter::Meters>,
     /// The kustomization that deploys the sample (applied and deleted with kubectl), kept in
     /// the environment's directory for the user to reuse.
     app_dir: PathBuf,
@@ -307,7 +303,7 @@ impl Demo {
             ui,
             meter,
             hub,
-            meters: vec![],
+            meters: None,
             app_dir,
             lost_vrg_uid: None,
         };
@@ -377,9 +373,7 @@ impl Demo {
         if failed.is_some() {
             run.skip_rest("an earlier phase failed");
         }
-        for m in &self.meters {
-            m.abort();
-        }
+        self.meters = None;
         self.ui.event(&format!("\nSummary\n{}", run.summary()));
         let kubeconfigs: Vec<(String, String)> = self
             .info
@@ -964,87 +958,16 @@ impl Demo {
     /// Starts the watches that feed the transport meter: works and views on the hub, VRGs on
     /// the managed clusters.
     async fn start_meters(&mut self) -> anyhow::Result<()> {
-        let base = self.ui.start;
-        let ops = dr::default_ops_namespace();
-        let view_name = drbridge_dr::consts::vrg_view_name(&self.a.name, &ops);
-        for cluster in self.info.clusters.clone() {
-            // Hub writes a work generation → the hub sees it Applied for that generation.
-            let works: Api<ManifestWork> = Api::namespaced(self.hub.clone(), &cluster);
-            let meter = self.meter.clone();
-            self.meters.push(tokio::spawn(async move {
-                let mut s = watcher(works, watcher::Config::default())
-                    .default_backoff()
-                    .applied_objects()
-                    .boxed();
-                while let Some(Ok(w)) = s.next().await {
-                    let key = format!(
-                        "work {}/{}",
-                        w.metadata.namespace.clone().unwrap_or_default(),
-                        w.metadata.name.clone().unwrap_or_default()
-                    );
-                    let g = w.metadata.generation.unwrap_or_default().to_string();
-                    let applied = w.status.as_ref().is_some_and(|s| {
-                        s.conditions.iter().any(|c| {
-                            c.type_ == APPLIED
-                                && c.observed_generation.map(|o| o.to_string()) == Some(g.clone())
-                        })
-                    });
-                    let mut m = meter.lock().expect("meter");
-                    m.sent(&key, &g, base.elapsed());
-                    if applied {
-                        m.arrived(&key, &g, base.elapsed());
-                    }
-                }
-            }));
-            // A VRG changes on the cluster → the hub's view shows that resourceVersion.
-            let views: Api<ManagedClusterView> = Api::namespaced(self.hub.clone(), &cluster);
-            let meter = self.meter.clone();
-            let key = format!("view {cluster}/{view_name}");
-            let k2 = key.clone();
-            let vn = view_name.clone();
-            self.meters.push(tokio::spawn(async move {
-                let mut s = watcher(
-                    views,
-                    watcher::Config::default().fields(&format!("metadata.name={vn}")),
-                )
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-                while let Some(Ok(v)) = s.next().await {
-                    if let VrgEvidence::Found {
-                        vrg,
-                        stale_since: None,
-                    } = drbridge_dr::view::vrg_from_view(Some(&v))
-                        && let Some(rv) = vrg.metadata.resource_version
-                    {
-                        meter
-                            .lock()
-                            .expect("meter")
-                            .arrived(&k2, &rv, base.elapsed());
-                    }
-                }
-            }));
-            let spoke = self.spoke(&cluster).await?;
-            let vrgs: Api<VolumeReplicationGroup> = Api::namespaced(spoke, &ops);
-            let meter = self.meter.clone();
-            let name = self.a.name.clone();
-            self.meters.push(tokio::spawn(async move {
-                let mut s = watcher(
-                    vrgs,
-                    watcher::Config::default().fields(&format!("metadata.name={name}")),
-                )
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-                while let Some(item) = s.next().await {
-                    if let Ok(v) = item
-                        && let Some(rv) = v.metadata.resource_version
-                    {
-                        meter.lock().expect("meter").sent(&key, &rv, base.elapsed());
-                    }
-                }
-            }));
+        let mut spokes = Vec::new();
+        for c in self.info.clusters.clone() {
+            spokes.push((c.clone(), self.spoke(&c).await?));
         }
+        self.meters = Some(drbridge_testbed::meter::start(
+            &self.hub,
+            &spokes,
+            self.meter.clone(),
+            self.ui.start,
+        ));
         Ok(())
     }
 }

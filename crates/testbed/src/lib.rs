@@ -17,6 +17,7 @@ pub mod bed;
 pub mod build;
 pub mod e2e;
 pub mod manifests;
+pub mod meter;
 pub mod source;
 
 use std::path::{Path, PathBuf};

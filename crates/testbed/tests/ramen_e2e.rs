@@ -9,10 +9,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use drbridge_dr::demo::TransportMeter;
 use drbridge_localenv::Lifetime;
-use drbridge_testbed::{Testbed, TestbedOptions, Tools, e2e, source};
+use drbridge_testbed::{Testbed, TestbedOptions, Tools, e2e, meter, source};
 
 const GATE: &str = "DRBRIDGE_RAMEN_E2E";
 
@@ -94,6 +96,18 @@ async fn ramen_e2e_disapp_deploy_rbd() {
     let config = e2e::prepare(&bed, &samples).expect("e2e config");
     let transcript = config.with_file_name("ramen-e2e.out");
     let mut out = std::fs::File::create(&transcript).unwrap();
+    // The transport's share of each step: watches on both ends of drbridge, one clock.
+    let t0 = Instant::now();
+    let meter = Arc::new(Mutex::new(TransportMeter::default()));
+    let mut spokes = Vec::new();
+    for c in drbridge_testbed::bed::MANAGED {
+        spokes.push((c.to_string(), bed.env.client(c).await.unwrap()));
+    }
+    let hub = bed.env.client(drbridge_testbed::bed::HUB).await.unwrap();
+    let meters = meter::start(&hub, &spokes, meter.clone(), t0);
+    // When each step began: go test -v prints `=== RUN   TestDR/<test>/<step>` as it starts.
+    let mut began: Vec<(String, Duration)> = Vec::new();
+    let run_prefix = format!("=== RUN   TestDR/{}/", e2e::TEST);
     let report = e2e::run(
         &bed.programs.ramen_e2e,
         &config,
@@ -103,11 +117,19 @@ async fn ramen_e2e_disapp_deploy_rbd() {
         |line| {
             eprintln!("e2e| {line}");
             let _ = writeln!(out, "{line}");
+            if let Some(step) = line.trim_start().strip_prefix(&run_prefix) {
+                began.push((step.trim().to_string(), t0.elapsed()));
+            }
         },
     )
     .await
     .expect("Ramen's e2e ran");
+    drop(meters);
     eprintln!("Ramen's e2e {}:\n{}", e2e::TEST, report.table());
+    eprintln!(
+        "{}",
+        transport_table(&report, &began, &meter.lock().unwrap())
+    );
     assert!(
         report.passed(),
         "Ramen's e2e failed at {}:\n{}\ne2e log: {}\ntest bed logs: {}",
@@ -120,4 +142,38 @@ async fn ramen_e2e_disapp_deploy_rbd() {
     if !keep {
         let _ = std::fs::remove_dir_all(&base);
     }
+}
+
+/// Each step's wall time and the part of it in drbridge's transport (hub write of a
+/// ManifestWork until Applied on the hub; VRG change on a managed cluster until the hub's view
+/// shows it), overlapping transfers counted once.
+fn transport_table(
+    report: &e2e::Report,
+    began: &[(String, Duration)],
+    meter: &TransportMeter,
+) -> String {
+    let mut s = format!(
+        "{:<9} {:>8} {:>10} {:>6}\n",
+        "step", "wall", "transport", "share"
+    );
+    for step in &report.steps {
+        let Some((_, from)) = began.iter().rev().find(|(n, _)| *n == step.name) else {
+            continue;
+        };
+        let wall = Duration::from_secs_f64(step.secs);
+        let t = meter.within(*from, *from + wall);
+        let share = if wall.is_zero() {
+            0.0
+        } else {
+            100.0 * t.as_secs_f64() / wall.as_secs_f64()
+        };
+        s.push_str(&format!(
+            "{:<9} {:>7.1}s {:>9.1}s {:>5.0}%\n",
+            step.name,
+            wall.as_secs_f64(),
+            t.as_secs_f64(),
+            share
+        ));
+    }
+    s
 }
