@@ -109,9 +109,10 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
-/// `drbridge dr status -o json` and `drbridge dr disable` on the real operators the demo left
-/// running: the application is back on dr2 and protected; disabling removes the DRPC,
-/// Placement and VRGs and leaves the application and its PVC where they run.
+/// `drbridge dr status -o json|yaml`, `clear` and `disable` on the real operators the demo
+/// left running: the application is back on dr2 and protected; clearing the completed
+/// relocate leaves it there; disabling removes the DRPC, Placement and VRGs and leaves the
+/// application and its PVC where they run.
 fn dr_verbs_after_the_demo(drbridge: &str, dir: &Path) -> Result<(), String> {
     let hub = dir.join("hub.kubeconfig");
     let dr = |args: &[&str]| {
@@ -135,6 +136,23 @@ fn dr_verbs_after_the_demo(drbridge: &str, dir: &Path) -> Result<(), String> {
     }
     if st["rpo"] != "ok" {
         return Err(format!("RPO not ok right after a sync: {}", st["rpo"]));
+    }
+    let out = dr(&["status", "busybox", "-o", "yaml"])?;
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !yaml.lines().any(|l| l == "phase: Relocated") {
+        return Err(format!("drbridge dr status -o yaml:\n{yaml}"));
+    }
+    // The completed relocate is cleared; the application stays where it runs.
+    if !dr(&["clear", "busybox", "--yes"])?.status.success() {
+        return Err("drbridge dr clear failed".into());
+    }
+    let out = dr(&["status", "busybox", "-o", "json"])?;
+    let st: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
+    let cleared = |v: &serde_json::Value| v.is_null() || v == "";
+    if !cleared(&st["action"]) || !cleared(&st["failoverCluster"]) || st["currentCluster"] != "dr2"
+    {
+        return Err(format!("unexpected status after clear: {st:#}"));
     }
     let out = dr(&["disable", "busybox", "--yes", "--timeout", "5m"])?;
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
