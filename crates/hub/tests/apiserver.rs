@@ -556,6 +556,16 @@ async fn views_presence_and_bad_works() {
         o.metadata.finalizers.filter(|f| !f.is_empty()).map(|_| ())
     })
     .await;
+    // Views and works come through separate watches: the initial sync carries what the hub has
+    // indexed, so wait for the view too rather than racing its watch.
+    eventually("the hub indexes the view", || async {
+        w.hub
+            .index
+            .read()
+            .view(&ObjectKey::new("dr1", "cm-mcv"))
+            .map(|_| ())
+    })
+    .await;
 
     let mut agent = w.dial("dr1", vec![]).await.unwrap();
     let (_, initial) = agent.start().await;
