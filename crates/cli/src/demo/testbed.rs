@@ -35,6 +35,39 @@ pub struct TestbedInfo {
 }
 
 impl TestbedInfo {
+    /// What the demo needs of the environment in `dir`: a hub and two managed clusters.
+    fn from_state(
+        dir: &Path,
+        state: &EnvState,
+        policy: &str,
+        storage_class: Option<String>,
+        samples: Option<PathBuf>,
+    ) -> anyhow::Result<TestbedInfo> {
+        let names: Vec<String> = state.clusters.iter().map(|c| c.name.clone()).collect();
+        let [hub, a, b] = names.as_slice() else {
+            bail!(
+                "the environment in {} has clusters {}; the demo needs a hub and two managed clusters",
+                dir.display(),
+                names.join(", ")
+            );
+        };
+        Ok(TestbedInfo {
+            dir: dir.to_path_buf(),
+            hub: hub.clone(),
+            clusters: [a.clone(), b.clone()],
+            kubeconfigs: state
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.kubeconfig.clone()))
+                .collect(),
+            kubectl: state.kubectl.clone(),
+            policy: policy.to_string(),
+            storage_class,
+            cluster_set: Some("default".into()),
+            samples,
+        })
+    }
+
     pub fn kubeconfig(&self, cluster: &str) -> anyhow::Result<&Path> {
         self.kubeconfigs
             .get(cluster)
@@ -98,22 +131,7 @@ pub async fn start_ramen_testbed(
             return Err(e).context("starting the Ramen test bed");
         }
     };
-    let state = bed.env.state();
-    let info = TestbedInfo {
-        dir: dir.to_path_buf(),
-        hub: drbridge_testbed::bed::HUB.to_string(),
-        clusters: drbridge_testbed::bed::MANAGED.map(String::from),
-        kubeconfigs: state
-            .clusters
-            .iter()
-            .map(|c| (c.name.clone(), c.kubeconfig.clone()))
-            .collect(),
-        kubectl: state.kubectl.clone(),
-        policy: policy.to_string(),
-        storage_class: None,
-        cluster_set: Some("default".into()),
-        samples: Some(samples),
-    };
+    let info = TestbedInfo::from_state(dir, &bed.env.state(), policy, None, Some(samples))?;
     Ok(Box::new(Started { bed, info }))
 }
 
@@ -173,29 +191,7 @@ impl StateDir {
             Err(drbridge_localenv::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let names: Vec<String> = state.clusters.iter().map(|c| c.name.clone()).collect();
-        let [hub, a, b] = names.as_slice() else {
-            bail!(
-                "the environment in {} has clusters {}; the demo needs a hub and two managed clusters",
-                dir.display(),
-                names.join(", ")
-            );
-        };
-        let info = TestbedInfo {
-            dir: dir.to_path_buf(),
-            hub: hub.clone(),
-            clusters: [a.clone(), b.clone()],
-            kubeconfigs: state
-                .clusters
-                .iter()
-                .map(|c| (c.name.clone(), c.kubeconfig.clone()))
-                .collect(),
-            kubectl: state.kubectl.clone(),
-            policy: policy.to_string(),
-            storage_class,
-            cluster_set: Some("default".into()),
-            samples,
-        };
+        let info = TestbedInfo::from_state(dir, &state, policy, storage_class, samples)?;
         Ok(Some(StateDir { info, state }))
     }
 
