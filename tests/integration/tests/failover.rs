@@ -3,8 +3,6 @@
 //! the way: no ManifestWork status regresses, nothing on the managed cluster is deleted.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use drbridge_hub::LeaderOptions;
@@ -16,19 +14,71 @@ use serde_json::json;
 
 const WORKS: usize = 4;
 
-/// Applied's observedGeneration of each work, and whether Available is True at it.
+/// Applied's observedGeneration of a work, and whether Available is True at it.
+fn status_of(mw: &kube::api::DynamicObject) -> (i64, bool) {
+    let applied = condition(mw, "Applied")
+        .filter(|c| c["status"] == "True")
+        .and_then(|c| c["observedGeneration"].as_i64())
+        .unwrap_or(-1);
+    let available = condition(mw, "Available").is_some_and(|c| c["status"] == "True");
+    (applied, available)
+}
+
 async fn statuses(hub: &kube::Client) -> BTreeMap<String, (i64, bool)> {
-    let mut out = BTreeMap::new();
-    for mw in mw_api(hub, "dr1").list(&Default::default()).await.unwrap() {
-        let name = mw.metadata.name.clone().unwrap();
-        let applied = condition(&mw, "Applied")
-            .filter(|c| c["status"] == "True")
-            .and_then(|c| c["observedGeneration"].as_i64())
-            .unwrap_or(-1);
-        let available = condition(&mw, "Available").is_some_and(|c| c["status"] == "True");
-        out.insert(name, (applied, available));
+    mw_api(hub, "dr1")
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mw| (mw.metadata.name.clone().unwrap(), status_of(&mw)))
+        .collect()
+}
+
+/// Every status change of the works in `before`, seen through a watch, until `stop`: the
+/// regressions among them (an older generation, Available lost, or the work gone). `listed`
+/// fires once the watch has its initial list, so no change after that is missed.
+async fn regressions(
+    hub: kube::Client,
+    before: BTreeMap<String, (i64, bool)>,
+    listed: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<String> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let mut listed = Some(listed);
+    let mut found = Vec::new();
+    let events = watcher(mw_api(&hub, "dr1"), watcher::Config::default()).default_backoff();
+    let mut events = std::pin::pin!(events);
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            _ = &mut stop => return found,
+            e = events.next() => e.expect("the watch goes on"),
+        };
+        let (mw, gone) = match event {
+            Ok(watcher::Event::Apply(mw) | watcher::Event::InitApply(mw)) => (mw, false),
+            Ok(watcher::Event::Delete(mw)) => (mw, true),
+            Ok(watcher::Event::InitDone) => {
+                if let Some(listed) = listed.take() {
+                    let _ = listed.send(());
+                }
+                continue;
+            }
+            // A watch error is retried by the watcher; the relist replays every object.
+            Ok(watcher::Event::Init) | Err(_) => continue,
+        };
+        let name = mw.metadata.name.clone().unwrap_or_default();
+        let Some(was) = before.get(&name) else {
+            continue;
+        };
+        let is = status_of(&mw);
+        if gone || is.0 < was.0 || !is.1 {
+            found.push(format!(
+                "{name}: {was:?} -> {is:?}{}",
+                if gone { " (deleted)" } else { "" }
+            ));
+        }
     }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,28 +132,13 @@ async fn the_other_replica_takes_over_when_the_leader_crashes() {
     assert!(!new_leadership.is_leader(), "exactly one replica leads");
 
     // Watch the works' status all through the failover: it must never regress.
-    let regressed = Arc::new(AtomicBool::new(false));
-    let watching = Arc::new(AtomicBool::new(true));
-    let observer = {
-        let (hub, before, regressed, watching) = (
-            hub.clone(),
-            before.clone(),
-            regressed.clone(),
-            watching.clone(),
-        );
-        tokio::spawn(async move {
-            while watching.load(Ordering::SeqCst) {
-                let now = statuses(&hub).await;
-                for (name, was) in &before {
-                    if now.get(name).is_none_or(|is| is.0 < was.0 || !is.1) {
-                        eprintln!("status of {name} regressed: {was:?} -> {:?}", now.get(name));
-                        regressed.store(true, Ordering::SeqCst);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let (stop_watching, stop) = tokio::sync::oneshot::channel();
+    let (listed, watch_listed) = tokio::sync::oneshot::channel();
+    let observer = tokio::spawn(regressions(hub.clone(), before.clone(), listed, stop));
+    tokio::time::timeout(Duration::from_secs(30), watch_listed)
+        .await
+        .expect("the status watch lists the works")
+        .unwrap();
 
     let mut connected = b.agent_connected("dr1");
     connected.mark_unchanged();
@@ -166,11 +201,11 @@ async fn the_other_replica_takes_over_when_the_leader_crashes() {
     })
     .await;
 
-    watching.store(false, Ordering::SeqCst);
-    observer.await.unwrap();
+    stop_watching.send(()).unwrap();
+    let regressed = observer.await.unwrap();
     assert!(
-        !regressed.load(Ordering::SeqCst),
-        "a ManifestWork status regressed"
+        regressed.is_empty(),
+        "ManifestWork status regressed: {regressed:?}"
     );
     let after = statuses(&hub).await;
     for (name, (generation, available)) in &before {
