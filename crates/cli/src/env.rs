@@ -243,7 +243,6 @@ async fn up_ramen(args: UpArgs) -> anyhow::Result<()> {
         args.storage_simulator_bin.clone(),
     )?;
     eprintln!("Starting the Ramen test bed in {}", dir.display());
-    let preexisting = EnvState::path(&dir).exists();
     let printer = progress_printer();
     let opts = TestbedOptions {
         dir: dir.clone(),
@@ -252,17 +251,10 @@ async fn up_ramen(args: UpArgs) -> anyhow::Result<()> {
         tools,
         timeout: Duration::from_secs(args.timeout.max(300)),
     };
-    let bed = match Testbed::start(opts, &printer).await {
-        Ok(bed) => bed,
-        Err(e) => {
-            // Stop what this command started; keep the logs the error names.
-            if !preexisting && let Ok(mut state) = EnvState::load(&dir) {
-                state.stop_all();
-                let _ = std::fs::remove_file(EnvState::path(&dir));
-            }
-            return Err(e).context("drbridge env up --ramen");
-        }
-    };
+    // A failed start stops what it started and keeps the logs the error names.
+    let bed = Testbed::start(opts, &printer)
+        .await
+        .context("drbridge env up --ramen")?;
     for (step, d) in &bed.timings {
         eprintln!("  {:<36} {:>6.1}s", step, d.as_secs_f64());
     }

@@ -2,40 +2,27 @@
 //! agent per managed cluster as processes, the printed kubectl working, and
 //! `env down` leaving nothing behind.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 
+/// The command under test, running the hub and agent built for this test (CI's, or built
+/// here from this checkout), not building them itself.
 fn drbridge() -> Command {
+    static TOOLS: std::sync::OnceLock<drbridge_testbed::Tools> = std::sync::OnceLock::new();
+    let tools = TOOLS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_drbridge")).parent().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        drbridge_testbed::Tools::for_test(Path::new(env!("CARGO")), &root, dir).unwrap()
+    });
     let mut c = Command::new(env!("CARGO_BIN_EXE_drbridge"));
-    // The hub and agent binaries are built here, not by the command under test.
     c.env_remove("CARGO");
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_drbridge"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    c.env("DRBRIDGE_HUB_BIN", dir.join("drbridge-hub"));
-    c.env("DRBRIDGE_AGENT_BIN", dir.join("drbridge-agent"));
+    c.env("DRBRIDGE_HUB_BIN", &tools.hub);
+    c.env("DRBRIDGE_AGENT_BIN", &tools.agent);
     c
-}
-
-fn build_siblings() {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "drbridge-hub",
-            "-p",
-            "drbridge-agent",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building drbridge-hub and drbridge-agent");
 }
 
 #[test]
 fn env_up_runs_drbridge_and_env_down_cleans_up() {
-    build_siblings();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("env");
     let out = drbridge()

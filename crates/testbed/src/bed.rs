@@ -53,6 +53,39 @@ impl Tools {
         }
     }
 
+    /// The four binaries for a test of this workspace: those in `DRBRIDGE_TOOLS_DIR` when set
+    /// (CI's `cargo test --workspace` built them; building them again with the binaries' own
+    /// feature set would recompile a dozen crates and overwrite them), else built by `cargo`
+    /// (the test's `env!("CARGO")`) from the workspace at `root` into `dir`, the target
+    /// directory's profile folder.
+    pub fn for_test(cargo: &Path, root: &Path, dir: &Path) -> Result<Tools, Error> {
+        if let Some(dir) = std::env::var_os("DRBRIDGE_TOOLS_DIR") {
+            return Ok(Tools::in_dir(Path::new(&dir)));
+        }
+        let packages = [
+            "drbridge-cli",
+            "drbridge-hub",
+            "drbridge-agent",
+            "drbridge-storage-simulator",
+        ];
+        let status = std::process::Command::new(cargo)
+            .current_dir(root)
+            .args(["build", "--quiet"])
+            .args(packages.iter().flat_map(|p| ["-p", p]))
+            .status();
+        match status {
+            Ok(s) if s.success() => Ok(Tools::in_dir(dir)),
+            other => Err(Error::Start {
+                what: "drbridge's binaries".into(),
+                why: format!(
+                    "`cargo build -p {}` failed: {other:?}",
+                    packages.join(" -p ")
+                ),
+                log: None,
+            }),
+        }
+    }
+
     fn check(&self) -> Result<(), Error> {
         for b in [
             &self.drbridge,
@@ -126,6 +159,28 @@ impl Testbed {
     /// DRPolicy is validated. On error the processes started so far stop
     /// with the [`Env`] (attached) or stay for inspection (detached).
     pub async fn start(
+        opts: TestbedOptions,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<Testbed, Error> {
+        let state_file = drbridge_localenv::EnvState::path(&opts.dir);
+        let preexisting = state_file.exists();
+        let detached = opts.lifetime == Lifetime::Detached;
+        let dir = opts.dir.clone();
+        let started = Self::start_in(opts, progress).await;
+        // Detached programs outlive their handles by design; those of a start that failed
+        // must not. An environment that was there before is not this start's to stop.
+        if started.is_err()
+            && detached
+            && !preexisting
+            && let Ok(mut state) = drbridge_localenv::EnvState::load(&dir)
+        {
+            state.stop_all();
+            let _ = std::fs::remove_file(&state_file);
+        }
+        started
+    }
+
+    async fn start_in(
         opts: TestbedOptions,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Testbed, Error> {

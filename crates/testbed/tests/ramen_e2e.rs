@@ -7,8 +7,7 @@
 //! the cache on first use, and runs for tens of minutes.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,33 +21,12 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// drbridge's binaries, built from this checkout into this target dir, or those in
-/// `DRBRIDGE_TOOLS_DIR` (CI's `cargo test --workspace` built them: building them again here
-/// with the binaries' own feature set would recompile a dozen crates and overwrite them).
+/// drbridge's binaries: CI's, or built from this checkout into this target dir.
 fn tools() -> Tools {
-    if let Some(dir) = std::env::var_os("DRBRIDGE_TOOLS_DIR") {
-        return Tools::in_dir(std::path::Path::new(&dir));
-    }
-    let status = Command::new(env!("CARGO"))
-        .current_dir(repo_root())
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "drbridge-cli",
-            "-p",
-            "drbridge-hub",
-            "-p",
-            "drbridge-agent",
-            "-p",
-            "drbridge-storage-simulator",
-        ])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building drbridge's binaries");
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/ramen_e2e-HASH -> target/debug
-    Tools::in_dir(exe.parent().unwrap().parent().unwrap())
+    let dir = exe.parent().unwrap().parent().unwrap();
+    Tools::for_test(Path::new(env!("CARGO")), &repo_root(), dir).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -121,16 +121,9 @@ pub async fn start_ramen_testbed(
         tools,
         timeout: Duration::from_secs(600),
     };
-    let bed = match drbridge_testbed::Testbed::start(opts, progress).await {
-        Ok(bed) => bed,
-        Err(e) => {
-            if let Ok(mut state) = EnvState::load(dir) {
-                state.stop_all();
-                let _ = std::fs::remove_file(EnvState::path(dir));
-            }
-            return Err(e).context("starting the Ramen test bed");
-        }
-    };
+    let bed = drbridge_testbed::Testbed::start(opts, progress)
+        .await
+        .context("starting the Ramen test bed")?;
     let info = TestbedInfo::from_state(dir, &bed.env.state(), policy, None, Some(samples))?;
     Ok(Box::new(Started { bed, info }))
 }
