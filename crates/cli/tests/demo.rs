@@ -7,36 +7,16 @@
 //! Opt-in with Ramen's e2e (`DRBRIDGE_RAMEN_E2E=1`): it builds Ramen and its neighbours on first
 //! use and runs for minutes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 const GATE: &str = "DRBRIDGE_RAMEN_E2E";
 
-/// The hub, agent and storage simulator binaries: those in `DRBRIDGE_TOOLS_DIR` (CI's test
-/// build), else built from this checkout into this target dir.
-fn tools_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DRBRIDGE_TOOLS_DIR") {
-        return PathBuf::from(dir);
-    }
+/// drbridge's binaries: CI's, or built from this checkout into this target dir.
+fn tools() -> drbridge_testbed::Tools {
+    let dir = Path::new(env!("CARGO_BIN_EXE_drbridge")).parent().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "drbridge-hub",
-            "-p",
-            "drbridge-agent",
-        ])
-        .args(["-p", "drbridge-storage-simulator"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building drbridge's binaries");
-    Path::new(env!("CARGO_BIN_EXE_drbridge"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    drbridge_testbed::Tools::for_test(Path::new(env!("CARGO")), &root, dir).unwrap()
 }
 
 #[test]
@@ -45,7 +25,7 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
         eprintln!("skipped: set {GATE}=1 to run the demo on the Ramen test bed (minutes)");
         return;
     }
-    let tools = tools_dir();
+    let tools = tools();
     let base = tempfile::Builder::new()
         .prefix("drbridge-demo-")
         .tempdir()
@@ -56,12 +36,9 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
     let out = Command::new(drbridge)
         .args(["demo", "--yes", "--plain", "--env-dir"])
         .arg(&dir)
-        .env("DRBRIDGE_HUB_BIN", tools.join("drbridge-hub"))
-        .env("DRBRIDGE_AGENT_BIN", tools.join("drbridge-agent"))
-        .env(
-            "DRBRIDGE_STORAGE_SIMULATOR_BIN",
-            tools.join("drbridge-storage-simulator"),
-        )
+        .env("DRBRIDGE_HUB_BIN", &tools.hub)
+        .env("DRBRIDGE_AGENT_BIN", &tools.agent)
+        .env("DRBRIDGE_STORAGE_SIMULATOR_BIN", &tools.storage_simulator)
         .stderr(Stdio::inherit())
         .output()
         .expect("drbridge demo runs");
@@ -142,10 +119,36 @@ fn dr_verbs_after_the_demo(drbridge: &str, dir: &Path) -> Result<(), String> {
     if !out.status.success() || !yaml.lines().any(|l| l == "phase: Relocated") {
         return Err(format!("drbridge dr status -o yaml:\n{yaml}"));
     }
-    // The completed relocate is cleared; the application stays where it runs.
-    if !dr(&["clear", "busybox", "--yes"])?.status.success() {
-        return Err("drbridge dr clear failed".into());
-    }
+    // `status --watch` prints the status, then again on every change: the clear below.
+    let mut watch = Command::new(drbridge)
+        .arg("dr")
+        .arg("--kubeconfig")
+        .arg(&hub)
+        .args(["status", "busybox", "--watch", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("running drbridge dr status --watch: {e}"))?;
+    let docs = json_lines(watch.stdout.take().unwrap());
+    let watched = (|| {
+        let first = next_doc(&docs, "the status as it is")?;
+        if first["action"] != "Relocate" {
+            return Err(format!("status --watch began with {first:#}"));
+        }
+        // The completed relocate is cleared; the application stays where it runs.
+        if !dr(&["clear", "busybox", "--yes"])?.status.success() {
+            return Err("drbridge dr clear failed".into());
+        }
+        loop {
+            let doc = next_doc(&docs, "the status after clear")?;
+            if doc["action"].is_null() || doc["action"] == "" {
+                return Ok(());
+            }
+        }
+    })();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    watched?;
     let out = dr(&["status", "busybox", "-o", "json"])?;
     let st: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
@@ -182,4 +185,29 @@ fn dr_verbs_after_the_demo(drbridge: &str, dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The JSON documents a command prints one per line, as they come.
+fn json_lines(
+    out: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for doc in serde_json::Deserializer::from_reader(out).into_iter() {
+            let Ok(doc) = doc else { break };
+            if tx.send(doc).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next document from [`json_lines`], within a minute: the watch prints on each change.
+fn next_doc(
+    docs: &std::sync::mpsc::Receiver<serde_json::Value>,
+    what: &str,
+) -> Result<serde_json::Value, String> {
+    docs.recv_timeout(std::time::Duration::from_secs(60))
+        .map_err(|e| format!("status --watch printed no document for {what}: {e}"))
 }
