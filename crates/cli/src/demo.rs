@@ -40,7 +40,8 @@ pub struct DemoArgs {
     /// Tear the environment down instead of running the demo.
     #[arg(long)]
     pub down: bool,
-    /// Answer every question with yes (needed without a terminal).
+    /// Answer every question with yes. The demo asks only before it disrupts a test bed that
+    /// was already running; without a terminal it then refuses unless this is given.
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// The ocm-ramen-samples source (directory or .tar.gz) holding workloads/deployment.
@@ -98,17 +99,6 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let ui = Ui::new(!a.plain && std::io::stdout().is_terminal());
-    if !a.yes {
-        dr::confirm(
-            &format!(
-                "drbridge demo runs Ramen's DR on the test bed in {}: it deploys a sample \
-                 application, protects it, relocates it, then STOPS a managed cluster (a real \
-                 disaster), fails over and heals.",
-                dir.display()
-            ),
-            false,
-        )?;
-    }
     let mut run = Run::default();
     ui.heading(Phase::Start, "", "");
     run.begin(Phase::Start, ui.now())?;
@@ -144,6 +134,17 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<()> {
 async fn open_testbed(a: &DemoArgs, dir: &Path, ui: &Ui) -> anyhow::Result<Box<dyn Testbed>> {
     if let Some(tb) = StateDir::attach(dir, &a.policy, a.storage_class.clone(), a.samples.clone())?
     {
+        // Someone started this one and may be using it: the demo stops one of its clusters.
+        // A test bed the demo starts itself is its own to disrupt, so that needs no question.
+        dr::confirm(
+            &format!(
+                "drbridge demo runs Ramen's DR on the test bed already running in {}: it deploys \
+                 a sample application, protects it, relocates it, then STOPS a managed cluster \
+                 (a real disaster), fails over and heals.",
+                dir.display()
+            ),
+            a.yes,
+        )?;
         ui.event(&format!(
             "Using the environment running in {}.",
             dir.display()
