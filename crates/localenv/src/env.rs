@@ -834,6 +834,39 @@ impl Env {
         self.save()
     }
 
+    /// Kills a program started with [`Env::spawn`] (SIGKILL: it gets no chance to shut down)
+    /// and keeps how it was started, for [`Env::resume_process`].
+    pub fn kill_process(&mut self, name: &str) -> Result<(), Error> {
+        if let Some(pos) = self.extra.iter().position(|p| p.name == name) {
+            let mut p = self.extra.remove(pos);
+            p.kill();
+            self.suspended.push(p);
+        }
+        self.save()
+    }
+
+    /// Kills one of a cluster's own processes (`etcd`, `kube-apiserver`, ...) with SIGKILL
+    /// and starts it again with the same data and ports, as a supervisor restarting a
+    /// crashed control plane does. Returns once it has started, not once it is ready.
+    pub fn crash_cluster_process(&mut self, cluster: &str, name: &str) -> Result<u32, Error> {
+        let i = self.find(cluster)?;
+        let procs = &mut self.clusters[i].processes;
+        let pos =
+            procs
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| Error::NoSuchProcess {
+                    cluster: cluster.to_string(),
+                    name: name.to_string(),
+                })?;
+        procs[pos].kill();
+        let again = procs[pos].respawn()?;
+        let pid = again.pid;
+        procs[pos] = again;
+        self.save()?;
+        Ok(pid)
+    }
+
     /// Starts a suspended program again with the same program, arguments,
     /// environment and log (appended to). Returns its new pid.
     pub fn resume_process(&mut self, name: &str) -> Result<u32, Error> {

@@ -77,6 +77,8 @@ pub enum Error {
     PortInUse { port: u16 },
     #[error("{name} is not a suspended program of this environment")]
     NotSuspended { name: String },
+    #[error("cluster {cluster} runs no process named {name}")]
+    NoSuchProcess { cluster: String, name: String },
     #[error("no free port on 127.0.0.1 in {range}")]
     NoFreePort { range: String },
     #[error("{what} did not start: {why}. Its log is {log}")]

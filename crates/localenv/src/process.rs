@@ -204,6 +204,25 @@ impl Process {
         }
     }
 
+    /// Kills the program at once (SIGKILL: no shutdown, as a crash or an OOM kill) and waits
+    /// until it is gone.
+    pub fn kill(&mut self) {
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        match self.guard.take() {
+            // The guard reaps its child and exits once it is gone.
+            Some(mut guard) => {
+                drop(guard.stdin.take());
+                let _ = guard.wait();
+            }
+            None => {
+                let until = Instant::now() + Duration::from_secs(10);
+                while pid_alive(self.pid) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
     /// Asks an attached program to stop without waiting for it.
     pub fn close(&mut self) {
         if let Some(g) = self.guard.as_mut() {

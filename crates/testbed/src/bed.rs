@@ -718,6 +718,19 @@ pub async fn start_drbridge(
     agent_bin: &Path,
     timeout: Duration,
 ) -> Result<String, Error> {
+    start_drbridge_via(env, hub_bin, agent_bin, timeout, &|hub| hub).await
+}
+
+/// [`start_drbridge`], with each agent dialling `route(the hub's gRPC address)` instead of
+/// the hub itself: a proxy in between, for fault tests. The hub's certificate names
+/// `localhost`, so a proxy on loopback is transparent to mutual TLS.
+pub async fn start_drbridge_via(
+    env: &mut Env,
+    hub_bin: &Path,
+    agent_bin: &Path,
+    timeout: Duration,
+    route: &(dyn Fn(std::net::SocketAddr) -> std::net::SocketAddr + Sync),
+) -> Result<String, Error> {
     let names = env.cluster_names();
     let Some((hub_name, managed)) = names.split_first() else {
         return Err(Error::Start {
@@ -735,6 +748,7 @@ pub async fn start_drbridge(
     let pki = BridgePki::ensure(&env.dir().join("drbridge-pki"))?;
     let port = free_port()?;
     let endpoint = format!("https://127.0.0.1:{port}");
+    let dialled = route(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     let hub_tls = pki.hub();
     let s = |p: &Path| p.display().to_string();
     let hub_args = vec![
@@ -757,7 +771,7 @@ pub async fn start_drbridge(
     for m in &managed {
         let tls = pki.agent(m)?;
         let args = vec![
-            format!("--hub-endpoint={endpoint}"),
+            format!("--hub-endpoint=https://{dialled}"),
             "--hub-server-name=localhost".into(),
             format!("--tls-cert={}", s(&tls.cert)),
             format!("--tls-key={}", s(&tls.key)),
