@@ -3,11 +3,14 @@
 use drbridge_runtime::prometheus_client::metrics::counter::Counter;
 use drbridge_runtime::prometheus_client::metrics::family::Family;
 use drbridge_runtime::prometheus_client::metrics::gauge::Gauge;
+use drbridge_runtime::prometheus_client::metrics::histogram::Histogram;
 use drbridge_runtime::prometheus_client::registry::Registry;
 
 /// Cheap to clone; every clone updates the same series.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
+    /// How long one work's apply took: prepare, apply every manifest, record.
+    pub apply_seconds: Histogram,
     /// Works applied (a new generation or incarnation; periodic re-applies excluded).
     pub works_applied: Counter,
     /// Manifests whose apply failed.
@@ -22,6 +25,21 @@ pub struct Metrics {
     pub works: Gauge,
     /// Views being watched.
     pub views: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            apply_seconds: drbridge_runtime::latency_histogram(),
+            works_applied: Counter::default(),
+            apply_errors: Counter::default(),
+            messages_sent: Family::default(),
+            connected: Gauge::default(),
+            reconnects: Counter::default(),
+            works: Gauge::default(),
+            views: Gauge::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -53,6 +71,11 @@ impl Metrics {
             "reconnects",
             "Connection attempts after the first",
             m.reconnects.clone(),
+        );
+        r.register(
+            "apply_duration_seconds",
+            "How long one work's apply took (prepare, apply every manifest, record)",
+            m.apply_seconds.clone(),
         );
         r.register("works", "Works held in the durable record", m.works.clone());
         r.register("views", "Views being watched", m.views.clone());

@@ -32,8 +32,14 @@ impl Outbox {
             warn!(work = %status.name, "work status too large for the hub; sent shortened");
         }
         let mut i = self.inner.lock();
-        if i.works.get(&status.name) == Some(&status) {
-            return;
+        // The observed time alone is not a change: the time of the first report of a
+        // status is when it changed.
+        if let Some(old) = i.works.get(&status.name) {
+            let mut a = old.clone();
+            a.observed_time = status.observed_time.clone();
+            if a == status {
+                return;
+            }
         }
         i.dirty_works.insert(status.name.clone());
         i.works.insert(status.name.clone(), status);
@@ -209,6 +215,23 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn work_time_alone_is_no_change() {
+        let o = Outbox::default();
+        let mut w = ws("a", 1);
+        w.observed_time = "t1".into();
+        o.put_work(w.clone());
+        assert_eq!(o.drain().len(), 1);
+        w.observed_time = "t2".into();
+        o.put_work(w.clone());
+        assert!(o.drain().is_empty(), "only the time differs");
+        assert_eq!(o.work("a").unwrap().observed_time, "t1", "when it changed");
+        w.generation = 2;
+        o.put_work(w);
+        assert_eq!(o.drain().len(), 1);
+        assert_eq!(o.work("a").unwrap().observed_time, "t2");
     }
 
     #[test]

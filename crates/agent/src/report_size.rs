@@ -134,6 +134,7 @@ mod tests {
             manifests: (0..manifests as i32)
                 .map(|i| manifest(i, message_len))
                 .collect(),
+            observed_time: String::new(),
         }
     }
 

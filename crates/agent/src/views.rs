@@ -179,7 +179,7 @@ fn publish<C>(
         uid: uid.to_string(),
         generation,
         outcome: Some(outcome),
-        observed_time: drbridge_model::status::rfc3339(chrono::Utc::now()),
+        observed_time: drbridge_model::status::rfc3339_millis(chrono::Utc::now()),
     });
 }
 

@@ -439,6 +439,7 @@ impl<C: Cluster, S: RecordStore> Shared<C, S> {
                     conditions: c.iter().map(condition_to_pb).collect(),
                 })
                 .collect(),
+            observed_time: drbridge_model::status::rfc3339_millis(now),
         };
         drop(status);
         self.outbox.put_work(msg);
@@ -552,7 +553,15 @@ async fn actor<C: Cluster, S: RecordStore>(
                 shared.outbox.gone(&name, &work.uid);
             }
             Decision::Apply | Decision::Reapply | Decision::Replace => {
-                match apply_work(&shared, &work, decision, &mut cache).await {
+                let started = std::time::Instant::now();
+                let applied = apply_work(&shared, &work, decision, &mut cache).await;
+                if decision != Decision::Reapply {
+                    shared
+                        .metrics
+                        .apply_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                match applied {
                     Ok(()) => {
                         attempt = 0;
                         done(pending);

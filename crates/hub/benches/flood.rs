@@ -127,6 +127,7 @@ fn status(ns: &str, name: &str, generation: i64, message: String) -> pb::AgentMe
                 last_transition_time: String::new(),
             }],
             manifests: vec![],
+            observed_time: String::new(),
         })),
     }
 }

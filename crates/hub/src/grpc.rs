@@ -935,11 +935,18 @@ async fn read_inbound(
             None => None,
         };
         let Some(r) = report else { continue };
-        let admitted = admit(&inner.index.read(), &r);
-        if let Err(skip) = admitted {
-            inner.metrics.dropped(skip.label());
-            debug!(reason = %skip, "report dropped");
-            continue;
+        let admitted = {
+            let index = inner.index.read();
+            admit(&index, &r).map(|()| delivered(&index, &r))
+        };
+        match admitted {
+            Err(skip) => {
+                inner.metrics.dropped(skip.label());
+                debug!(reason = %skip, "report dropped");
+                continue;
+            }
+            Ok(Some(took)) => inner.metrics.delivered(&cluster, took),
+            Ok(None) => {}
         }
         // Waits (this cluster alone) while its earlier reports are still held.
         let cost = report_cost(&r).min(permits(inner.cfg.report_budget_bytes));
@@ -952,6 +959,26 @@ async fn read_inbound(
         }
     };
     let _ = done.send(status);
+}
+
+/// How long the generation a work report says is applied took to get there, if the hub
+/// timed it (see `delivery`).
+fn delivered(index: &crate::index::Index, report: &Report) -> Option<std::time::Duration> {
+    let Report::Work { cluster, status } = report else {
+        return None;
+    };
+    let applied = status
+        .conditions
+        .iter()
+        .any(|c| c.r#type == "Applied" && c.status == "True");
+    if !applied {
+        return None;
+    }
+    index.delivered(
+        &crate::objects::ObjectKey::new(cluster, &status.name),
+        &status.uid,
+        status.generation,
+    )
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use drbridge_proto::v1 as pb;
 use parking_lot::RwLock;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
+use crate::delivery::DeliveryClock;
 use crate::metrics::Metrics;
 use crate::objects::{ClusterObject, ConditionJson, Meta, ObjectKey, ViewObject, WorkObject};
 
@@ -179,6 +181,8 @@ pub struct Index {
     ready: watch::Sender<bool>,
     intents: Option<mpsc::Sender<Intent>>,
     metrics: Metrics,
+    /// Generations on their way to being applied; reports arrive under the read lock.
+    delivery: parking_lot::Mutex<DeliveryClock>,
 }
 
 impl Index {
@@ -191,6 +195,7 @@ impl Index {
             ready: watch::Sender::new(false),
             intents,
             metrics,
+            delivery: Default::default(),
         }
     }
 
@@ -247,6 +252,14 @@ impl Index {
     }
 
     /// Metadata of every work in `namespace`.
+    /// The agent of `key`'s cluster reports `generation` applied: how long it took since the
+    /// hub saw that generation, the first time only (see `delivery`).
+    pub fn delivered(&self, key: &ObjectKey, uid: &str, generation: i64) -> Option<Duration> {
+        self.delivery
+            .lock()
+            .applied(key, uid, generation, tokio::time::Instant::now())
+    }
+
     pub fn works_in(&self, namespace: &str) -> Vec<Meta> {
         self.namespaces
             .get(namespace)
@@ -336,7 +349,18 @@ impl Index {
     pub fn apply_work(&mut self, obj: WorkObject) {
         let key = obj.meta.key();
         let previous = self.work(&key);
+        let newer = previous
+            .is_none_or(|p| p.meta.uid != obj.meta.uid || p.meta.generation != obj.meta.generation);
         let entry = self.entry_for(obj, previous);
+        // Only what changed while the hub watched is timed (see `delivery`).
+        if self.synced.works && newer && !entry.meta.deleting {
+            self.delivery.get_mut().seen(
+                &key,
+                &entry.meta.uid,
+                entry.meta.generation,
+                tokio::time::Instant::now(),
+            );
+        }
         let ns = self.namespaces.entry(key.namespace.clone()).or_default();
         ns.works.insert(key.name.clone(), entry);
         self.update_counts();
@@ -348,6 +372,9 @@ impl Index {
         if let Some(ns) = self.namespaces.get_mut(namespace) {
             ns.works.remove(name);
         }
+        self.delivery
+            .get_mut()
+            .forget(&ObjectKey::new(namespace, name));
         self.update_counts();
         self.publish(namespace);
     }
@@ -374,6 +401,13 @@ impl Index {
             let works = by_ns.remove(name).unwrap_or_default();
             self.namespaces.entry(name.clone()).or_default().works = works;
         }
+        let namespaces = &self.namespaces;
+        self.delivery.get_mut().retain(|k, uid, generation| {
+            namespaces
+                .get(&k.namespace)
+                .and_then(|ns| ns.works.get(&k.name))
+                .is_some_and(|e| e.meta.uid == uid && e.meta.generation == generation)
+        });
         self.synced.works = true;
         self.after_reset(touched);
     }

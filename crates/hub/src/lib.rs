@@ -28,6 +28,7 @@
 pub mod acks;
 pub mod claims;
 pub mod clusters;
+pub mod delivery;
 pub mod grpc;
 pub mod identity;
 pub mod index;

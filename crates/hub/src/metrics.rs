@@ -34,6 +34,16 @@ pub struct RegistrationLabels {
     pub result: &'static str,
 }
 
+/// Labels of the status-latency histogram.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `work` or `view`.
+    pub kind: &'static str,
+}
+
+/// A histogram family whose histograms have the transport's latency buckets.
+pub type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
 /// Labels of per-cluster metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterLabels {
@@ -60,6 +70,10 @@ pub struct Metrics {
     /// Age of the oldest change sent to each cluster that its agent has not acknowledged
     /// (0: everything acknowledged); see `acks`.
     pub oldest_unacknowledged_seconds: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    /// The hub saw a ManifestWork generation → its agent reported it applied; see `delivery`.
+    pub work_delivery_seconds: LatencyFamily<ClusterLabels>,
+    /// A status observed on the managed cluster (the agent's clock) → written on the hub.
+    pub status_latency_seconds: LatencyFamily<KindLabels>,
 }
 
 impl Default for Metrics {
@@ -80,6 +94,12 @@ impl Default for Metrics {
             intents_dropped: Counter::default(),
             registrations: Family::default(),
             oldest_unacknowledged_seconds: Family::default(),
+            work_delivery_seconds: Family::new_with_constructor(
+                drbridge_runtime::latency_histogram,
+            ),
+            status_latency_seconds: Family::new_with_constructor(
+                drbridge_runtime::latency_histogram,
+            ),
         }
     }
 }
@@ -164,7 +184,40 @@ impl Metrics {
             "Age of the oldest change sent to the cluster's agent and not yet acknowledged (0: all acknowledged)",
             m.oldest_unacknowledged_seconds.clone(),
         );
+        r.register(
+            "work_delivery_seconds",
+            "From the hub seeing a ManifestWork generation to its agent reporting it applied",
+            m.work_delivery_seconds.clone(),
+        );
+        r.register(
+            "status_latency_seconds",
+            "From a status observed on the managed cluster (its clock) to the status written on the hub",
+            m.status_latency_seconds.clone(),
+        );
         m
+    }
+
+    pub fn delivered(&self, cluster: &str, took: std::time::Duration) {
+        self.work_delivery_seconds
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A status the agent observed at `observed` (RFC 3339) is written now. Clocks of hub and
+    /// managed cluster differ a little: a time in the future counts as no delay, and a
+    /// missing or malformed time (an older agent) as no measurement.
+    pub fn status_written(&self, kind: &'static str, observed: &str) {
+        let Ok(at) = chrono::DateTime::parse_from_rfc3339(observed) else {
+            return;
+        };
+        let took = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or_default();
+        self.status_latency_seconds
+            .get_or_create(&KindLabels { kind })
+            .observe(took.as_secs_f64());
     }
 
     pub fn unacknowledged_age(&self, cluster: &str, seconds: f64) {

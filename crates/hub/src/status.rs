@@ -303,11 +303,14 @@ pub fn view_status_json(
     now: &str,
 ) -> Result<Value, Skip> {
     use pb::view_status::Outcome;
-    let when = if v.observed_time.is_empty() {
-        now
-    } else {
-        v.observed_time.as_str()
-    };
+    // Whole seconds, as the real controller writes; a malformed time is replaced, not written.
+    let observed = chrono::DateTime::parse_from_rfc3339(&v.observed_time)
+        .ok()
+        .map(|t| {
+            t.to_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        });
+    let when = observed.as_deref().unwrap_or(now);
     let (status, reason, message, result) = match &v.outcome {
         Some(Outcome::Object(bytes)) => {
             let obj: Value = serde_json::from_slice(bytes).map_err(|_| Skip::Invalid)?;
@@ -927,20 +930,28 @@ impl StatusWriter {
             WriteOp::Report(Report::Work { cluster, status }, _) => {
                 let key = ObjectKey::new(&cluster, &status.name);
                 let span = info_span!("work_status", %key, generation = status.generation);
-                self.fenced(Target::Work, &key, |meta, conds, now| {
-                    plan_work_status(meta, conds, &status, now)
-                })
-                .instrument(span)
-                .await
+                let written = self
+                    .fenced(Target::Work, &key, |meta, conds, now| {
+                        plan_work_status(meta, conds, &status, now)
+                    })
+                    .instrument(span)
+                    .await;
+                if written {
+                    self.metrics.status_written("work", &status.observed_time);
+                }
             }
             WriteOp::Report(Report::View { cluster, status }, _) => {
                 let key = ObjectKey::new(&cluster, &status.name);
                 let span = info_span!("view_status", %key, generation = status.generation);
-                self.fenced(Target::View, &key, |meta, conds, now| {
-                    plan_view_status(meta, conds, &status, now)
-                })
-                .instrument(span)
-                .await
+                let written = self
+                    .fenced(Target::View, &key, |meta, conds, now| {
+                        plan_view_status(meta, conds, &status, now)
+                    })
+                    .instrument(span)
+                    .await;
+                if written {
+                    self.metrics.status_written("view", &status.observed_time);
+                }
             }
             WriteOp::Report(Report::Gone { cluster, gone }, _) => {
                 let key = ObjectKey::new(&cluster, &gone.name);
@@ -1066,9 +1077,9 @@ impl StatusWriter {
         }
     }
 
-    /// A status patch fenced on uid/generation, re-checked against a fresh read when
-    /// the object changed under it.
-    async fn fenced<F>(&self, target: Target, key: &ObjectKey, plan: F)
+    /// Writes what `plan` makes of the object's current state, fenced by its uid and
+    /// generation and retried on conflicts. True when it was written.
+    async fn fenced<F>(&self, target: Target, key: &ObjectKey, plan: F) -> bool
     where
         F: Fn(&Meta, &[ConditionJson], &str) -> Result<Value, Skip>,
     {
@@ -1091,20 +1102,20 @@ impl StatusWriter {
         for _ in 0..self.cfg.conflict_retries.max(1) {
             let Some((meta, conds)) = &current else {
                 self.skip(kind, key, Skip::UnknownObject);
-                return;
+                return false;
             };
             let body = match plan(meta, conds, &now()) {
                 Ok(b) => b,
                 Err(s) => {
                     self.skip(kind, key, s);
-                    return;
+                    return false;
                 }
             };
             match self
                 .patch(kind, target, &key.namespace, &key.name, true, body)
                 .await
             {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(WriteError::Conflict) => {
                     current = self
                         .get(target, &key.namespace, &key.name)
@@ -1116,14 +1127,15 @@ impl StatusWriter {
                             _ => ViewObject::from_dynamic(&o).map(|v| (v.meta, v.conditions)),
                         });
                 }
-                Err(WriteError::NotFound) => return,
+                Err(WriteError::NotFound) => return false,
                 Err(e) => {
                     warn!(%key, error = %e, "{kind} not written");
-                    return;
+                    return false;
                 }
             }
         }
         warn!(%key, "{kind} not written: the object kept changing");
+        false
     }
 }
 

@@ -365,6 +365,7 @@ fn work_status(name: &str, uid: &str, generation: i64, message: &str) -> pb::age
                 0,
             )],
         }],
+        observed_time: String::new(),
     })
 }
 
@@ -801,6 +802,29 @@ async fn run_serves_agents_and_reports_ready() {
         metrics.contains("drbridge_hub_connected_agents"),
         "{metrics}"
     );
+
+    // A work created while the hub watches is timed from there to its agent's Applied, and
+    // the agent's status from its observation to the write.
+    let mws = works(&client, "dr1");
+    let created = mws
+        .create(&PostParams::default(), &manifest_work("timed", "dr1", "v1"))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.unwrap();
+    let sync = agent.sync().await;
+    assert_eq!(sync.works[0].name, "timed");
+    let mut report = work_status("timed", &uid, 1, "Apply manifest work complete");
+    if let pb::agent_message::Body::WorkStatus(w) = &mut report {
+        w.observed_time = chrono::Utc::now().to_rfc3339();
+    }
+    agent.send(report).await;
+    eventually("both latencies observed once", || async {
+        let (_, m) = http_get(admin, "/metrics").await?;
+        (m.contains("drbridge_hub_work_delivery_seconds_count{cluster=\"dr1\"} 1")
+            && m.contains("drbridge_hub_status_latency_seconds_count{kind=\"work\"} 1"))
+        .then_some(())
+    })
+    .await;
     assert!(!hub.is_finished());
     hub.abort();
 }

@@ -100,8 +100,14 @@ impl Condition {
     }
 }
 
+/// A time as Kubernetes writes it in conditions: whole seconds.
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A time to measure latency with: milliseconds.
+pub fn rfc3339_millis(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// `meta.SetStatusCondition`: adds or updates by type; the transition time changes only
@@ -438,6 +444,8 @@ mod tests {
         assert_eq!(c3[0].last_transition_time, Some(t(0)));
         assert_eq!(c3[1].last_transition_time, Some(t(20)));
         assert_eq!(c3[1].last_transition_rfc3339(), "2023-11-14T22:13:40Z");
+        let at = c3[1].last_transition_time.unwrap();
+        assert_eq!(rfc3339_millis(at), "2023-11-14T22:13:40.000Z");
     }
 
     #[test]

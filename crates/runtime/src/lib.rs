@@ -12,6 +12,14 @@ pub use tracing_init::{LogFormat, init_tracing};
 // Re-exported so binaries register metrics against the same version.
 pub use prometheus_client;
 
+/// A histogram for the transport's latencies: 5 ms to about 11 minutes, doubling, so one
+/// shape fits a loopback apply and a reconnect after an outage.
+pub fn latency_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 18),
+    )
+}
+
 use std::net::SocketAddr;
 
 #[derive(Debug, thiserror::Error)]

@@ -638,6 +638,7 @@ fn applied_status(
                 last_transition_time: String::new(),
             }],
             manifests: vec![],
+            observed_time: String::new(),
         })),
     }
 }

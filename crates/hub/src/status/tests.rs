@@ -93,6 +93,7 @@ fn ocm_work_status(generation: i64) -> pb::WorkStatus {
                 ),
             ],
         }],
+        observed_time: "2026-11-27T09:00:01Z".into(),
     }
 }
 
@@ -244,7 +245,8 @@ fn view_ok(generation: i64) -> pb::ViewStatus {
         outcome: Some(pb::view_status::Outcome::Object(
             serde_json::to_vec(&obj).unwrap(),
         )),
-        observed_time: "2026-11-27T09:59:59Z".into(),
+        // The agent sends milliseconds; the condition has whole seconds.
+        observed_time: "2026-11-27T09:59:59.734Z".into(),
     }
 }
 
@@ -273,6 +275,14 @@ fn view_success_is_exactly_the_real_controllers() {
             .get("observedGeneration")
             .is_none()
     );
+}
+
+#[test]
+fn a_malformed_observed_time_is_not_written() {
+    let mut v = view_ok(1);
+    v.observed_time = "not a time".into();
+    let body = plan_view_status(&view_meta(1), &[], &v, NOW).unwrap();
+    assert_eq!(body["status"]["conditions"][0]["lastTransitionTime"], NOW);
 }
 
 #[test]

@@ -84,6 +84,11 @@ pub struct WorkStatus {
     pub conditions: ::prost::alloc::vec::Vec<Condition>,
     #[prost(message, repeated, tag = "5")]
     pub manifests: ::prost::alloc::vec::Vec<ManifestStatus>,
+    /// When the agent computed this status (RFC 3339, the agent's clock): the start of the
+    /// hub's status-latency measurement. Not part of the status: a status that differs only
+    /// here is not a change.
+    #[prost(string, tag = "6")]
+    pub observed_time: ::prost::alloc::string::String,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
