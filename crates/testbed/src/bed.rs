@@ -718,18 +718,20 @@ pub async fn start_drbridge(
     agent_bin: &Path,
     timeout: Duration,
 ) -> Result<String, Error> {
-    start_drbridge_via(env, hub_bin, agent_bin, timeout, &|hub| hub).await
+    start_drbridge_via(env, hub_bin, agent_bin, timeout, &|hub| hub, &[]).await
 }
 
 /// [`start_drbridge`], with each agent dialling `route(the hub's gRPC address)` instead of
 /// the hub itself: a proxy in between, for fault tests. The hub's certificate names
-/// `localhost`, so a proxy on loopback is transparent to mutual TLS.
+/// `localhost`, so a proxy on loopback is transparent to mutual TLS. `agent_args` are added to
+/// every agent's command line.
 pub async fn start_drbridge_via(
     env: &mut Env,
     hub_bin: &Path,
     agent_bin: &Path,
     timeout: Duration,
     route: &(dyn Fn(std::net::SocketAddr) -> std::net::SocketAddr + Sync),
+    agent_args: &[&str],
 ) -> Result<String, Error> {
     let names = env.cluster_names();
     let Some((hub_name, managed)) = names.split_first() else {
@@ -781,6 +783,10 @@ pub async fn start_drbridge_via(
             format!("--admin-addr=127.0.0.1:{}", free_port()?),
             "--log-filter=info".into(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(agent_args.iter().map(|a| a.to_string()))
+            .collect();
         env.spawn(&format!("drbridge-agent-{m}"), agent_bin, &args, &[])?;
     }
     for m in &managed {
