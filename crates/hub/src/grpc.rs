@@ -201,7 +201,6 @@ pub fn report_cost(report: &Report) -> usize {
             status.encoded_len() + PER_ITEM * (1 + items)
         }
         Report::View { status, .. } => status.encoded_len() + PER_ITEM,
-        Report::Gone { gone, .. } => gone.encoded_len() + PER_ITEM,
     }
 }
 
@@ -223,16 +222,25 @@ pub fn admit(index: &crate::index::Index, report: &Report) -> Result<(), Skip> {
                 .ok_or(Skip::UnknownObject)?;
             fence(&view.meta, &status.uid, status.generation)
         }
-        Report::Gone { cluster, gone } => {
-            let entry = index
-                .work(&ObjectKey::new(cluster, &gone.name))
-                .ok_or(Skip::UnknownObject)?;
-            if entry.meta.uid == gone.uid {
-                Ok(())
-            } else {
-                Err(Skip::UidMismatch)
-            }
-        }
+    }
+}
+
+/// An agent's confirmation that a work's objects are cleaned up. It goes to the index,
+/// which owns it and emits the finalizer release it allows; the writer only patches.
+pub fn confirm_gone(
+    index: &mut crate::index::Index,
+    cluster: &str,
+    gone: &pb::WorkGone,
+) -> Result<(), Skip> {
+    let key = crate::objects::ObjectKey::new(cluster, &gone.name);
+    if index.work(&key).is_none() {
+        return Err(Skip::UnknownObject);
+    }
+    if index.mark_gone(&key, &gone.uid) {
+        Ok(())
+    } else {
+        // Another uid, or a work that is not deleting: nothing may be released.
+        Err(Skip::UidMismatch)
     }
 }
 
@@ -917,10 +925,13 @@ async fn read_inbound(
                 cluster: cluster.clone(),
                 status,
             }),
-            Some(Body::WorkGone(gone)) => Some(Report::Gone {
-                cluster: cluster.clone(),
-                gone,
-            }),
+            Some(Body::WorkGone(gone)) => {
+                if let Err(skip) = confirm_gone(&mut inner.index.write(), &cluster, &gone) {
+                    inner.metrics.dropped(skip.label());
+                    debug!(reason = %skip, work = %gone.name, "WorkGone dropped");
+                }
+                None
+            }
             Some(Body::ViewStatus(status)) => Some(Report::View {
                 cluster: cluster.clone(),
                 status,

@@ -275,8 +275,10 @@ impl Index {
             .unwrap_or_default()
     }
 
-    /// Records that the agent confirmed the cleanup of `key` at `uid`. Returns true
-    /// when the work is deleting with that uid, so its finalizer may go.
+    /// Records that the agent confirmed the cleanup of `key` at `uid`, and emits the
+    /// finalizer release that allows. Returns true when the work is deleting with that
+    /// uid, so its finalizer may go. The confirmation lives here, not in the writer's
+    /// queue, so a full or coalesced queue cannot lose it (the sweep repeats the intent).
     pub fn mark_gone(&mut self, key: &ObjectKey, uid: &str) -> bool {
         let Some(entry) = self
             .namespaces
@@ -289,6 +291,7 @@ impl Index {
             return false;
         }
         entry.gone_confirmed = true;
+        self.intents_for_work(key);
         true
     }
 

@@ -38,15 +38,12 @@ use crate::objects::{
 
 /// A message from an agent that needs a write. `cluster` comes from the stream's
 /// certificate, never from the message: an agent can only address its own namespace.
+/// (A `WorkGone` is not one: it changes the index, which emits the finalizer release.)
 #[derive(Clone, Debug, PartialEq)]
 pub enum Report {
     Work {
         cluster: String,
         status: pb::WorkStatus,
-    },
-    Gone {
-        cluster: String,
-        gone: pb::WorkGone,
     },
     View {
         cluster: String,
@@ -528,9 +525,6 @@ fn slot_of(op: &WriteOp) -> Slot {
         WriteOp::Report(Report::Work { cluster, status }, _) => {
             Slot::WorkStatus(ObjectKey::new(cluster, &status.name))
         }
-        WriteOp::Report(Report::Gone { cluster, gone }, _) => {
-            Slot::WorkFinalizer(ObjectKey::new(cluster, &gone.name))
-        }
         WriteOp::Report(Report::View { cluster, status }, _) => {
             Slot::ViewStatus(ObjectKey::new(cluster, &status.name))
         }
@@ -577,13 +571,6 @@ pub struct Pending {
 impl Pending {
     pub fn push(&mut self, op: WriteOp) {
         let slot = slot_of(&op);
-        // A WorkGone must not be replaced by a later finalizer intent before it has
-        // been recorded: record it in the op itself by keeping the Gone.
-        if let Some(WriteOp::Report(Report::Gone { .. }, _)) = self.ops.get(&slot)
-            && matches!(op, WriteOp::Intent(_))
-        {
-            return;
-        }
         if self.ops.insert(slot.clone(), op).is_none() {
             self.order.push_back(slot);
         }
@@ -951,14 +938,6 @@ impl StatusWriter {
                     .await;
                 if written {
                     self.metrics.status_written("view", &status.observed_time);
-                }
-            }
-            WriteOp::Report(Report::Gone { cluster, gone }, _) => {
-                let key = ObjectKey::new(&cluster, &gone.name);
-                if self.index.write().mark_gone(&key, &gone.uid) {
-                    self.finalizer(&key).await;
-                } else {
-                    self.skip("WorkGone", &key, Skip::UidMismatch);
                 }
             }
             WriteOp::Intent(Intent::AddFinalizer(key) | Intent::ReleaseFinalizer(key)) => {

@@ -197,6 +197,8 @@ fn finalizer_released_only_after_confirmation_of_that_uid() {
     assert!(!f.index.mark_gone(&key, "other-uid"));
     assert!(f.index.mark_gone(&key, "a-uid"));
     assert!(f.index.work(&key).unwrap().gone_confirmed);
+    // The index emits the release itself; the writer only patches.
+    assert_eq!(f.intents(), vec![Intent::ReleaseFinalizer(key.clone())]);
     // The confirmation survives later events for the same uid.
     w.meta.resource_version = "rv-2".into();
     f.index.apply_work(w);

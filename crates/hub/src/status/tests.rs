@@ -591,23 +591,3 @@ fn pending_coalesces_per_object_in_fifo_order() {
     assert!(p.pop().is_none());
     assert!(p.is_empty());
 }
-
-#[test]
-fn pending_never_loses_a_work_gone() {
-    let mut p = Pending::default();
-    let gone = WriteOp::Report(
-        Report::Gone {
-            cluster: "dr1".into(),
-            gone: pb::WorkGone {
-                name: "a".into(),
-                uid: "u".into(),
-            },
-        },
-        Charge::none(),
-    );
-    p.push(gone.clone());
-    p.push(WriteOp::Intent(Intent::AddFinalizer(ObjectKey::new(
-        "dr1", "a",
-    ))));
-    assert_eq!(p.pop(), Some(gone));
-}
