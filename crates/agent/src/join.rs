@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::pb;
-use crate::session::Backoff;
+use crate::retry::Backoff;
 
 /// Annotation on the agent's TLS Secret naming the id (the public half) of the join token
 /// that made it.

@@ -18,11 +18,13 @@ pub mod apply;
 pub mod args;
 pub mod claims;
 pub mod cluster;
+pub mod connection;
 pub mod join;
 pub mod metrics;
 pub mod outbox;
 pub mod record;
 pub mod report_size;
+pub mod retry;
 pub mod session;
 pub mod testing;
 pub mod views;
@@ -40,9 +42,10 @@ use tracing::info;
 /// The hub <-> agent protocol types.
 pub use drbridge_proto::v1 as pb;
 
-pub use agent::{Agent, HubEndpoint};
+pub use agent::Agent;
 pub use args::Args;
 pub use cluster::{Cluster, KubeCluster};
+pub use connection::HubEndpoint;
 pub use record::{KubeRecordStore, MemoryStore, RecordStore};
 pub use works::WorkConfig;
 

@@ -66,7 +66,14 @@ pub async fn connect<C: Cluster + Clone, S: RecordStore + Clone>(
     let task = tokio::spawn(async move {
         let (ready, _) = watch::channel(false);
         let mut stop_rx = stop_rx;
-        run_session(&a, &tx, ReceiverStream::new(hub_rx), &ready, &mut stop_rx).await
+        run_session(
+            a.session(),
+            &tx,
+            ReceiverStream::new(hub_rx),
+            &ready,
+            &mut stop_rx,
+        )
+        .await
     });
     Harness {
         agent,
