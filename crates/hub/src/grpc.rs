@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::acks::{SharedAcks, Since};
+use crate::desired::Desired;
 use crate::identity::{Identities, Refusal};
 use crate::index::{SharedIndex, SubscribeError};
 use crate::leader::Leadership;
@@ -102,7 +103,7 @@ impl Default for GrpcConfig {
             heartbeat: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(20),
             hello_timeout: Duration::from_secs(30),
-            max_sync_bytes: crate::sync::DEFAULT_MAX_SYNC_BYTES,
+            max_sync_bytes: crate::desired::DEFAULT_MAX_SYNC_BYTES,
             max_report_bytes: DEFAULT_MAX_REPORT_BYTES,
             report_budget_bytes: DEFAULT_REPORT_BUDGET_BYTES,
             max_streams_per_cluster: DEFAULT_MAX_STREAMS_PER_CLUSTER,
@@ -566,7 +567,7 @@ async fn serve_stream(
     mut peer: Peer,
     conn: u64,
     mut inbound: Streaming<pb::AgentMessage>,
-    mut desired: watch::Receiver<crate::index::Desired>,
+    mut desired: watch::Receiver<Desired>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
     let cluster = peer.cluster.clone();
@@ -704,7 +705,7 @@ async fn outbound(
     inner: &Inner,
     peer: &mut Peer,
     hello: &pb::Hello,
-    desired: &mut watch::Receiver<crate::index::Desired>,
+    desired: &mut watch::Receiver<Desired>,
     tx: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     stop: &mut watch::Receiver<bool>,
     inbound_done: &mut tokio::sync::oneshot::Receiver<Status>,

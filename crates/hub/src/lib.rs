@@ -29,6 +29,7 @@ pub mod acks;
 pub mod claims;
 pub mod clusters;
 pub mod delivery;
+pub mod desired;
 pub mod grpc;
 pub mod identity;
 pub mod index;
@@ -111,7 +112,7 @@ pub struct Args {
 
     /// Largest encoded Sync message; a work that does not fit alone is rejected
     /// with a condition. The default fits tonic's default 4 MiB decode limit.
-    #[arg(long, env = "DRBRIDGE_MAX_SYNC_BYTES", default_value_t = sync::DEFAULT_MAX_SYNC_BYTES)]
+    #[arg(long, env = "DRBRIDGE_MAX_SYNC_BYTES", default_value_t = desired::DEFAULT_MAX_SYNC_BYTES)]
     pub max_sync_bytes: usize,
 
     /// Deadline of each API call of the status writer.
@@ -469,8 +470,11 @@ impl Hub {
         let (intents_tx, intents_rx) = mpsc::channel(opts.status_queue);
         let (writes_tx, writes_rx) = mpsc::channel(opts.status_queue);
         let (presence_tx, presence_rx) = mpsc::channel(opts.status_queue);
-        let limits = index::Limits {
-            max_work_bytes: opts.grpc.max_sync_bytes.saturating_sub(sync::SYNC_OVERHEAD),
+        let limits = desired::Limits {
+            max_work_bytes: opts
+                .grpc
+                .max_sync_bytes
+                .saturating_sub(desired::SYNC_OVERHEAD),
         };
         let index = index::Index::new(limits, Some(intents_tx), metrics.clone()).shared();
 
@@ -748,7 +752,7 @@ mod tests {
         assert_eq!(a.admin_addr, "0.0.0.0:9990".parse().unwrap());
         assert_eq!(a.heartbeat_seconds, 5);
         assert_eq!(a.presence_timeout_seconds, 15);
-        assert_eq!(a.max_sync_bytes, sync::DEFAULT_MAX_SYNC_BYTES);
+        assert_eq!(a.max_sync_bytes, desired::DEFAULT_MAX_SYNC_BYTES);
         assert_eq!(a.max_report_bytes, 2 * 1024 * 1024);
         assert_eq!(a.log_format, LogFormat::Plain);
         assert!(a.kubeconfig.is_none());

@@ -3,7 +3,8 @@
 //! certificate, see `identity_from_tls`).
 
 use super::*;
-use crate::index::{Index, Limits};
+use crate::desired::Limits;
+use crate::index::Index;
 use crate::leader::Leadership;
 use crate::objects::{ClusterObject, Meta, ObjectKey, WORK_FINALIZER, WorkObject, WorkSpec};
 use drbridge_proto::v1::dispatch_client::DispatchClient;

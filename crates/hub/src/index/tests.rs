@@ -1,4 +1,5 @@
 use super::*;
+use crate::desired::{REASON_INVALID, REASON_TOO_LARGE};
 use crate::objects::{WORK_FINALIZER, WorkSpec};
 
 fn meta(ns: &str, name: &str, uid: &str, generation: i64) -> Meta {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::index::{REASON_TOO_LARGE, Rejection};
+use crate::desired::{REASON_TOO_LARGE, Rejection};
 use std::sync::Arc;
 
 const NOW: &str = "2026-11-27T10:00:00Z";
