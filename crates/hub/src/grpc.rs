@@ -805,7 +805,7 @@ async fn outbound(
                     return ended(inner, peer, stop);
                 }
                 let hb = pb::Heartbeat {
-                    sent_time: crate::status::rfc3339(chrono::Utc::now()),
+                    sent_time: drbridge_model::status::rfc3339(chrono::Utc::now()),
                 };
                 if !send(tx, stop, hub_msg(pb::hub_message::Body::Heartbeat(hb))).await {
                     return ended(inner, peer, stop);

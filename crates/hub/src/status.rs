@@ -21,8 +21,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use drbridge_model::status::rfc3339;
 use drbridge_proto::v1 as pb;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -33,7 +34,8 @@ use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::objects::{
     ConditionJson, FIELD_MANAGER, Meta, ObjectKey, UNACKNOWLEDGED_SINCE_ANNOTATION,
-    UNREACHABLE_SINCE_ANNOTATION, ViewObject, WORK_FINALIZER, WorkObject, gvk,
+    UNREACHABLE_SINCE_ANNOTATION, ViewObject, WORK_FINALIZER, WorkObject, cluster_resource,
+    view_resource, work_resource,
 };
 
 /// A message from an agent that needs a write. `cluster` comes from the stream's
@@ -174,11 +176,6 @@ impl Skip {
 pub const MAX_CONDITION_MESSAGE_CHARS: usize = 32768;
 /// Ends a message cut to [`MAX_CONDITION_MESSAGE_CHARS`].
 pub const TRUNCATED_MARKER: &str = " ... [truncated by drbridge-hub]";
-
-/// RFC 3339 with second precision, as metav1.Time serialises.
-pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 fn now() -> String {
     rfc3339(chrono::Utc::now())
@@ -632,43 +629,6 @@ impl Default for WriterConfig {
             max_in_flight: 16,
         }
     }
-}
-
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: format!("{group}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-pub fn work_resource() -> ApiResource {
-    resource(
-        gvk::WORK_GROUP,
-        gvk::WORK_VERSION,
-        gvk::WORK_KIND,
-        gvk::WORK_PLURAL,
-    )
-}
-
-pub fn view_resource() -> ApiResource {
-    resource(
-        gvk::VIEW_GROUP,
-        gvk::VIEW_VERSION,
-        gvk::VIEW_KIND,
-        gvk::VIEW_PLURAL,
-    )
-}
-
-pub fn cluster_resource() -> ApiResource {
-    resource(
-        gvk::CLUSTER_GROUP,
-        gvk::CLUSTER_VERSION,
-        gvk::CLUSTER_KIND,
-        gvk::CLUSTER_PLURAL,
-    )
 }
 
 #[derive(Debug, thiserror::Error)]

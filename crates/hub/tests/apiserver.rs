@@ -7,8 +7,8 @@ use std::time::Duration;
 use drbridge_hub::leader::{EPOCH_ANNOTATION, LeaseConfig, epoch_of};
 use drbridge_hub::objects::{
     ObjectKey, UNACKNOWLEDGED_SINCE_ANNOTATION, UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER,
+    cluster_resource, view_resource, work_resource,
 };
-use drbridge_hub::status::{cluster_resource, view_resource, work_resource};
 use drbridge_hub::{Hub, HubOptions, grpc, metrics::Metrics};
 use drbridge_proto::v1 as pb;
 use drbridge_proto::v1::dispatch_client::DispatchClient;
