@@ -290,7 +290,7 @@ pub fn work_status_json(s: &pb::WorkStatus, existing: &[ConditionJson], now: &st
 }
 
 /// The view's `Processing` condition and result, as the real controller writes them
-/// (contract §3.5). `None` for `result` means: leave it as it is.
+/// (docs/ramen-contract.md, "View status"). `None` for `result` means: leave it as it is.
 pub fn view_status_json(
     v: &pb::ViewStatus,
     existing: &[ConditionJson],
