@@ -24,10 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls until `f` returns `Some`, failing the test after [`DEADLINE`].
-async fn eventually<T, Fut>(what: &str, f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
+async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
     drbridge_localenv::eventually(what, DEADLINE, f).await
 }
 

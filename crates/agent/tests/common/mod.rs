@@ -216,14 +216,7 @@ pub fn view_object(s: &pb::ViewStatus) -> Option<Value> {
 
 /// Waits for `f` to hold, polling (for state outside the agent's messages).
 pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    drbridge_localenv::eventually(what, DEADLINE, async || f().await.then_some(())).await
 }
 
 impl<C: Cluster, S: RecordStore> Harness<C, S> {
