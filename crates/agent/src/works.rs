@@ -26,7 +26,7 @@ use crate::apply::{self, ApplyPolicy, ResourceMeta, Slot, Target, uid_of};
 use crate::cluster::{Cluster, ClusterError, Resolved, WatchEvent};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::record::{AppliedResource, RecordStore, WorkRecord};
+use crate::record::{AppliedKey, AppliedResource, RecordStore, WorkRecord};
 use crate::watches::KindWatches;
 
 /// Settings of the work side of the agent.
