@@ -260,22 +260,6 @@ pub fn start_epoch() -> u64 {
     ms.max(1)
 }
 
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a kubeconfig (KUBECONFIG, ~/.kube/config or in-cluster)")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
-
 /// Runs the hub until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match drbridge_runtime::init_tracing(args.log_format, &args.log) {
@@ -291,7 +275,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let epoch = start_epoch();
     info!(%hub_id, epoch, listen = %args.listen_addr, admin = %args.admin_addr, "starting drbridge-hub");
 
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let client = drbridge_runtime::kube_client(args.kubeconfig.as_deref(), None).await?;
     let tls = drbridge_tls::ServerTls::new(drbridge_tls::TlsPaths::new(
         &args.tls_cert,
         &args.tls_key,

@@ -1,11 +1,13 @@
-//! What drbridge-hub and drbridge-agent share: tracing setup, the admin HTTP server
-//! (`/live`, `/ready`, `/metrics`) and the shutdown signal.
+//! What drbridge's processes share: tracing setup, the admin HTTP server
+//! (`/live`, `/ready`, `/metrics`), the shutdown signal and the Kubernetes client.
 
 mod admin;
+mod kube_client;
 mod signal;
 mod tracing_init;
 
 pub use admin::{Admin, METRICS_CONTENT_TYPE, admin_router, serve_admin};
+pub use kube_client::{KubeClientError, kube_client, kube_config};
 pub use signal::shutdown_signal;
 pub use tracing_init::{LogFormat, init_tracing};
 
