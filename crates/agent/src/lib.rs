@@ -26,6 +26,7 @@ pub mod record;
 pub mod report_size;
 pub mod retry;
 pub mod session;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod views;
 pub mod watches;
