@@ -8,6 +8,7 @@
 //!   -> per-cluster tokio::sync::watch<Desired> (send_if_modified)
 //!   -> grpc::DispatchService: one bidi stream per agent (diff, chunked Sync)
 //! agent reports -> status::WriteOp (one bounded queue) -> status::StatusWriter (merge patches)
+//! agent WorkGone -> index (the only owner of state) -> index::Intent -> status::StatusWriter
 //! stream liveness -> presence::Presence -> ManagedCluster status, unreachable annotations
 //! ```
 //!
