@@ -1,5 +1,9 @@
 use super::*;
 use crate::desired::{REASON_TOO_LARGE, Rejection};
+use crate::index::{Intent, WorkEntry};
+use crate::objects::{Meta, ObjectKey, UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER};
+use drbridge_proto::v1 as pb;
+use serde_json::json;
 use std::sync::Arc;
 
 const NOW: &str = "2026-11-27T10:00:00Z";
