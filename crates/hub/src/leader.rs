@@ -480,5 +480,13 @@ impl<S: LeaseStore> Elector<S> {
     }
 }
 
+/// Where and how replicas elect their leader (this module).
+#[derive(Clone, Debug)]
+pub struct LeaderOptions {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    pub lease: LeaseConfig,
+}
+
 #[cfg(test)]
 mod tests;
