@@ -188,7 +188,6 @@ impl Index {
         self.namespaces.get(&key.namespace)?.views.get(&key.name)
     }
 
-    /// Metadata of every work in `namespace`.
     /// The agent of `key`'s cluster reports `generation` applied: how long it took since the
     /// hub saw that generation, the first time only (see `delivery`).
     pub fn delivered(&self, key: &ObjectKey, uid: &str, generation: i64) -> Option<Duration> {
@@ -197,6 +196,7 @@ impl Index {
             .applied(key, uid, generation, tokio::time::Instant::now())
     }
 
+    /// Metadata of every work in `namespace`.
     pub fn works_in(&self, namespace: &str) -> Vec<Meta> {
         self.namespaces
             .get(namespace)
