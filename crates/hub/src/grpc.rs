@@ -389,23 +389,16 @@ fn refusal_status(refusal: &Refusal) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl Dispatch for DispatchService {
-    type ConnectStream = HubStream;
-
-    async fn connect(
-        &self,
-        req: Request<Streaming<pb::AgentMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
+impl DispatchService {
+    /// The checks a new stream must pass, in order, and what it holds when it does.
+    fn accept<T>(&self, req: &Request<T>) -> Result<(Peer, watch::Receiver<Desired>), Status> {
         let inner = &self.inner;
         let Some(epoch) = inner.leadership.epoch() else {
-            inner.metrics.connections_refused.inc();
             debug!("agent stream refused: not the leader");
             return Err(not_leader(&inner.cfg.hub_id));
         };
         let Some(ClusterIdentity(cluster)) = req.extensions().get::<ClusterIdentity>().cloned()
         else {
-            inner.metrics.connections_refused.inc();
             return Err(Status::unauthenticated(
                 "no cluster identity: the client certificate names no cluster",
             ));
@@ -419,13 +412,11 @@ impl Dispatch for DispatchService {
         });
         if let Some(ids) = &inner.identities {
             let Some(cert) = &cert else {
-                inner.metrics.connections_refused.inc();
                 return Err(Status::unauthenticated(
                     "no client certificate details on this connection",
                 ));
             };
             if let Err(refusal) = ids.check(&cluster, &cert.serial) {
-                inner.metrics.connections_refused.inc();
                 warn!(%cluster, serial = %cert.serial, reason = %refusal, "agent stream refused");
                 return Err(refusal_status(&refusal));
             }
@@ -434,13 +425,11 @@ impl Dispatch for DispatchService {
             .as_ref()
             .is_some_and(|c| c.not_after <= SystemTime::now())
         {
-            inner.metrics.connections_refused.inc();
             return Err(Status::unauthenticated(
                 "the client certificate has expired",
             ));
         }
         let desired = inner.index.write().subscribe(&cluster).map_err(|e| {
-            inner.metrics.connections_refused.inc();
             warn!(%cluster, error = %e, "agent stream refused");
             match e {
                 SubscribeError::NotReady => Status::unavailable(e.to_string()),
@@ -449,7 +438,6 @@ impl Dispatch for DispatchService {
         })?;
         let budget = inner.budgets.of(&cluster, &inner.cfg);
         let Ok(stream_permit) = budget.streams.clone().try_acquire_owned() else {
-            inner.metrics.connections_refused.inc();
             warn!(%cluster, "agent stream refused: too many open streams for this cluster");
             return Err(Status::resource_exhausted(format!(
                 "cluster {cluster:?} already has {} streams open; retry later",
@@ -457,25 +445,43 @@ impl Dispatch for DispatchService {
             )));
         };
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let peer = Peer {
+            cluster,
+            epoch,
+            conn,
+            cert,
+            budget,
+            _stream: stream_permit,
+            identity_changes,
+        };
+        Ok((peer, desired))
+    }
+}
+
+#[tonic::async_trait]
+impl Dispatch for DispatchService {
+    type ConnectStream = HubStream;
+
+    async fn connect(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        // Every refusal counted here, once.
+        let (peer, desired) = self.accept(&req).inspect_err(|_| {
+            self.inner.metrics.connections_refused.inc();
+        })?;
+        let conn = peer.conn;
         let (tx, rx) = mpsc::channel(4);
         let span = info_span!(
             "agent_stream",
-            %cluster,
+            cluster = %peer.cluster,
             conn,
-            serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or_default()
+            serial = peer.cert.as_ref().map(|c| c.serial.as_str()).unwrap_or_default()
         );
         tokio::spawn(
             serve_stream(
                 inner_clone(&self.inner),
-                Peer {
-                    cluster,
-                    epoch,
-                    conn,
-                    cert,
-                    budget,
-                    _stream: stream_permit,
-                    identity_changes,
-                },
+                peer,
                 conn,
                 req.into_inner(),
                 desired,
@@ -485,6 +491,12 @@ impl Dispatch for DispatchService {
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Ends a stream in its handshake: counted as refused, and `status` is the agent's answer.
+async fn refuse(inner: &Inner, tx: &mpsc::Sender<Result<pb::HubMessage, Status>>, status: Status) {
+    inner.metrics.connections_refused.inc();
+    let _ = tx.send(Err(status)).await;
 }
 
 fn inner_clone(inner: &Arc<Inner>) -> Arc<Inner> {
@@ -578,10 +590,8 @@ async fn serve_stream(
             m = tokio::time::timeout_at(hello_deadline, inbound.message()) => break m,
             () = identity_changed(&mut peer.identity_changes) => {
                 if let Some(refusal) = peer.refused(&inner) {
-                    inner.metrics.connections_refused.inc();
                     warn!(reason = %refusal, "ending the stream before Hello: its certificate is no longer accepted");
-                    let _ = tx.send(Err(refusal_status(&refusal))).await;
-                    return;
+                    return refuse(&inner, &tx, refusal_status(&refusal)).await;
                 }
             }
         }
@@ -591,39 +601,26 @@ async fn serve_stream(
             body: Some(pb::agent_message::Body::Hello(h)),
         }))) => h,
         Ok(Ok(Some(_))) => {
-            inner.metrics.connections_refused.inc();
-            let _ = tx
-                .send(Err(Status::invalid_argument(
-                    "the first message must be Hello",
-                )))
-                .await;
-            return;
+            let first_not_hello = Status::invalid_argument("the first message must be Hello");
+            return refuse(&inner, &tx, first_not_hello).await;
         }
         Ok(Ok(None)) | Ok(Err(_)) => return,
         Err(_) => {
-            inner.metrics.connections_refused.inc();
-            let _ = tx
-                .send(Err(Status::deadline_exceeded(
-                    "no Hello from the agent in time",
-                )))
-                .await;
-            return;
+            let late = Status::deadline_exceeded("no Hello from the agent in time");
+            return refuse(&inner, &tx, late).await;
         }
     };
     let epoch = peer.epoch;
     if hello.max_hub_epoch > epoch {
-        inner.metrics.connections_refused.inc();
         warn!(
             agent_epoch = hello.max_hub_epoch,
             epoch, "agent has seen a newer hub"
         );
-        let _ = tx
-            .send(Err(Status::failed_precondition(format!(
-                "hub {} has epoch {}, older than the highest epoch {} this agent accepted: this hub is a stale writer",
-                inner.cfg.hub_id, epoch, hello.max_hub_epoch
-            ))))
-            .await;
-        return;
+        let stale = Status::failed_precondition(format!(
+            "hub {} has epoch {}, older than the highest epoch {} this agent accepted: this hub is a stale writer",
+            inner.cfg.hub_id, epoch, hello.max_hub_epoch
+        ));
+        return refuse(&inner, &tx, stale).await;
     }
     let info = {
         let idx = inner.index.read();
