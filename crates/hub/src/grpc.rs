@@ -470,19 +470,17 @@ impl Dispatch for DispatchService {
         let (peer, desired) = self.accept(&req).inspect_err(|_| {
             self.inner.metrics.connections_refused.inc();
         })?;
-        let conn = peer.conn;
         let (tx, rx) = mpsc::channel(4);
         let span = info_span!(
             "agent_stream",
             cluster = %peer.cluster,
-            conn,
+            conn = peer.conn,
             serial = peer.cert.as_ref().map(|c| c.serial.as_str()).unwrap_or_default()
         );
         tokio::spawn(
             serve_stream(
                 inner_clone(&self.inner),
                 peer,
-                conn,
                 req.into_inner(),
                 desired,
                 tx,
@@ -577,12 +575,11 @@ impl Peer {
 async fn serve_stream(
     inner: Arc<Inner>,
     mut peer: Peer,
-    conn: u64,
     mut inbound: Streaming<pb::AgentMessage>,
     mut desired: watch::Receiver<Desired>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
-    let cluster = peer.cluster.clone();
+    let (cluster, conn) = (peer.cluster.clone(), peer.conn);
     // Hello first; a change of the identity records meanwhile is checked at once.
     let hello_deadline = tokio::time::Instant::now() + inner.cfg.hello_timeout;
     let first = loop {
