@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::LogFormat;
 use crate::leader::{self, LeaderOptions};
 use crate::{clusters, desired, grpc, join_token};
+use drbridge_runtime::LogFormat;
 
 /// Command line of `drbridge-hub`. Every flag has an environment fallback.
 #[derive(Clone, Debug, clap::Parser)]

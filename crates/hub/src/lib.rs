@@ -55,20 +55,11 @@ use tracing::{Instrument, info, info_span};
 
 pub use args::Args;
 pub use drbridge_runtime::LogFormat;
-pub use leader::LeaderOptions;
+pub use leader::{LeaderOptions, start_epoch};
 pub use serve::{
     MAX_STREAMS_PER_CONNECTION, dispatch_server, identity_from_tls, serve, serve_join,
     serve_with_renewal,
 };
-
-/// The epoch of a hub started now: milliseconds since the Unix epoch.
-pub fn start_epoch() -> u64 {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1);
-    ms.max(1)
-}
 
 /// Runs the hub until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -410,20 +401,5 @@ impl Drop for Hub {
         if let Some((_, task)) = &self.elector {
             task.abort();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_is_the_start_time_in_ms() {
-        let before = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let e = start_epoch();
-        assert!(e >= before && e < before + 60_000);
     }
 }
