@@ -63,7 +63,57 @@ pub struct Args {
     #[arg(long, env = "DRBRIDGE_MAX_BACKOFF_SECONDS", default_value_t = 30)]
     pub max_backoff_seconds: u64,
     #[command(flatten)]
-    pub join: crate::join::JoinArgs,
+    pub join: JoinArgs,
+}
+
+/// Flags for joining and certificate rotation (flattened into [`Args`]). `Debug`
+/// shows only the token's id.
+#[derive(clap::Args, Clone, Default)]
+pub struct JoinArgs {
+    /// Single-use join token from `drbridge cluster join` on the hub. Used only while the agent
+    /// has no certificate made with it.
+    #[arg(long, env = "DRBRIDGE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// The hub's join endpoint, `https://host:port` (default: the hub endpoint's host, port
+    /// 8444).
+    #[arg(long, env = "DRBRIDGE_JOIN_ENDPOINT")]
+    pub join_endpoint: Option<String>,
+    /// CA certificates that verify the hub during the join (default: --tls-ca).
+    #[arg(long, env = "DRBRIDGE_JOIN_CA")]
+    pub join_ca: Option<PathBuf>,
+    /// Secret on this cluster in which the agent keeps its key, certificate and CA, so a
+    /// restarted pod keeps its identity.
+    #[arg(long, env = "DRBRIDGE_TLS_SECRET")]
+    pub tls_secret: Option<String>,
+    /// Namespace of --tls-secret (default: the agent's own, from its service account).
+    #[arg(long, env = "DRBRIDGE_TLS_SECRET_NAMESPACE")]
+    pub tls_secret_namespace: Option<String>,
+    /// Renew the client certificate with the hub before it expires even without a join token
+    /// (on by default with one). Leave off when something else (cert-manager) rotates it.
+    #[arg(long, env = "DRBRIDGE_ROTATE_CERTIFICATE")]
+    pub rotate_certificate: bool,
+}
+
+impl std::fmt::Debug for JoinArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self
+            .join_token
+            .as_deref()
+            .map(|t| token_id(t).unwrap_or("<malformed>"));
+        f.debug_struct("JoinArgs")
+            .field("join_token_id", &id)
+            .field("join_endpoint", &self.join_endpoint)
+            .field("join_ca", &self.join_ca)
+            .field("tls_secret", &self.tls_secret)
+            .field("tls_secret_namespace", &self.tls_secret_namespace)
+            .field("rotate_certificate", &self.rotate_certificate)
+            .finish()
+    }
+}
+
+/// The id, the public half, of a join token `id.secret`; `None` when it is malformed.
+pub(crate) fn token_id(token: &str) -> Option<&str> {
+    token.trim().split_once('.').map(|(id, _)| id)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -235,5 +285,18 @@ mod tests {
         );
         std::fs::write(&p, "nope").unwrap();
         assert!(a.allowlist().is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_token_secret() {
+        let args = JoinArgs {
+            join_token: Some("0123456789abcdef.s3cr3t".into()),
+            ..Default::default()
+        };
+        let dbg = format!("{args:?}");
+        assert!(
+            dbg.contains("0123456789abcdef") && !dbg.contains("s3cr3t"),
+            "{dbg}"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The managed cluster as the agent uses it: discovery, object CRUD, watches.
 //!
 //! [`Cluster`] is small on purpose so that the apply, delete, status and view logic can
-//! be tested against [`crate::testing::FakeCluster`]; [`KubeCluster`] is the real one
+//! be tested against `testing::FakeCluster` (feature `testing`); [`KubeCluster`] is the real one
 //! (kube discovery + `DynamicObject`).
 
 use std::collections::HashMap;

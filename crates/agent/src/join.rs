@@ -25,8 +25,9 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::args::{Args, token_id};
 use crate::pb;
-use crate::session::Backoff;
+use crate::retry::Backoff;
 
 /// Annotation on the agent's TLS Secret naming the id (the public half) of the join token
 /// that made it.
@@ -34,51 +35,6 @@ pub const TOKEN_ID_ANNOTATION: &str = "drbridge.io/join-token-id";
 /// Default port of the hub's join listener.
 pub const DEFAULT_JOIN_PORT: u16 = 8444;
 const FIELD_MANAGER: &str = "drbridge-agent";
-
-/// Flags for joining and certificate rotation (flattened into [`crate::Args`]). `Debug`
-/// shows only the token's id.
-#[derive(clap::Args, Clone, Default)]
-pub struct JoinArgs {
-    /// Single-use join token from `drbridge cluster join` on the hub. Used only while the agent
-    /// has no certificate made with it.
-    #[arg(long, env = "DRBRIDGE_JOIN_TOKEN", hide_env_values = true)]
-    pub join_token: Option<String>,
-    /// The hub's join endpoint, `https://host:port` (default: the hub endpoint's host, port
-    /// 8444).
-    #[arg(long, env = "DRBRIDGE_JOIN_ENDPOINT")]
-    pub join_endpoint: Option<String>,
-    /// CA certificates that verify the hub during the join (default: --tls-ca).
-    #[arg(long, env = "DRBRIDGE_JOIN_CA")]
-    pub join_ca: Option<PathBuf>,
-    /// Secret on this cluster in which the agent keeps its key, certificate and CA, so a
-    /// restarted pod keeps its identity.
-    #[arg(long, env = "DRBRIDGE_TLS_SECRET")]
-    pub tls_secret: Option<String>,
-    /// Namespace of --tls-secret (default: the agent's own, from its service account).
-    #[arg(long, env = "DRBRIDGE_TLS_SECRET_NAMESPACE")]
-    pub tls_secret_namespace: Option<String>,
-    /// Renew the client certificate with the hub before it expires even without a join token
-    /// (on by default with one). Leave off when something else (cert-manager) rotates it.
-    #[arg(long, env = "DRBRIDGE_ROTATE_CERTIFICATE")]
-    pub rotate_certificate: bool,
-}
-
-impl std::fmt::Debug for JoinArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let token_id = self
-            .join_token
-            .as_deref()
-            .map(|t| t.trim().split_once('.').map_or("<malformed>", |(id, _)| id));
-        f.debug_struct("JoinArgs")
-            .field("join_token_id", &token_id)
-            .field("join_endpoint", &self.join_endpoint)
-            .field("join_ca", &self.join_ca)
-            .field("tls_secret", &self.tls_secret)
-            .field("tls_secret_namespace", &self.tls_secret_namespace)
-            .field("rotate_certificate", &self.rotate_certificate)
-            .finish()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -340,7 +296,7 @@ pub enum Provisioned {
 
 impl Credentials {
     /// From the agent's command line.
-    pub fn from_args(args: &crate::Args, client: &kube::Client) -> Result<Self, JoinError> {
+    pub fn from_args(args: &Args, client: &kube::Client) -> Result<Self, JoinError> {
         let server_name = args
             .server_name()
             .map_err(|_| JoinError::Endpoint(args.hub_endpoint.clone()))?;
@@ -372,10 +328,7 @@ impl Credentials {
     }
 
     fn token_id(&self) -> Option<&str> {
-        self.token
-            .as_deref()
-            .and_then(|t| t.trim().split_once('.'))
-            .map(|(id, _)| id)
+        self.token.as_deref().and_then(token_id)
     }
 
     /// Makes sure the files hold a usable identity: from the TLS Secret, from the files
@@ -603,7 +556,7 @@ pub fn default_join_endpoint(hub_endpoint: &str) -> Result<String, JoinError> {
 /// Used by `run`: joins or restores as needed and, when this agent manages its own
 /// certificate, spawns the rotation task.
 pub async fn prepare(
-    args: &crate::Args,
+    args: &Args,
     client: &kube::Client,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
@@ -683,19 +636,6 @@ mod tests {
             let mode = std::fs::metadata(&paths.key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-    }
-
-    #[test]
-    fn debug_hides_the_token_secret() {
-        let args = JoinArgs {
-            join_token: Some("0123456789abcdef.s3cr3t".into()),
-            ..Default::default()
-        };
-        let dbg = format!("{args:?}");
-        assert!(
-            dbg.contains("0123456789abcdef") && !dbg.contains("s3cr3t"),
-            "{dbg}"
-        );
     }
 
     #[test]

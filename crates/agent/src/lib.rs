@@ -18,12 +18,15 @@ pub mod apply;
 pub mod args;
 pub mod claims;
 pub mod cluster;
+pub mod connection;
 pub mod join;
 pub mod metrics;
 pub mod outbox;
 pub mod record;
 pub mod report_size;
+pub mod retry;
 pub mod session;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod views;
 pub mod watches;
@@ -40,27 +43,12 @@ use tracing::info;
 /// The hub <-> agent protocol types.
 pub use drbridge_proto::v1 as pb;
 
-pub use agent::{Agent, HubEndpoint};
+pub use agent::Agent;
 pub use args::Args;
 pub use cluster::{Cluster, KubeCluster};
+pub use connection::HubEndpoint;
 pub use record::{KubeRecordStore, MemoryStore, RecordStore};
 pub use works::WorkConfig;
-
-/// The kube client for `--kubeconfig`, or inferred ($KUBECONFIG, ~/.kube/config, in-cluster).
-pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a kubeconfig")?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
 
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -89,7 +77,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = admin_stop.wait_for(|s| *s).await;
     }));
 
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let client = drbridge_runtime::kube_client(args.kubeconfig.as_deref(), None).await?;
     // Join with a token or restore the identity, and keep the certificate renewed.
     let _rotation = join::prepare(&args, &client, stop_rx.clone()).await?;
     let cluster = Arc::new(KubeCluster::new(client.clone()));

@@ -9,12 +9,98 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tracing::warn;
 
+/// A status the outbox holds, one per name.
+trait Status: Clone + PartialEq {
+    fn name(&self) -> &str;
+    fn observed_time(&self) -> &str;
+    fn set_observed_time(&mut self, t: String);
+}
+
+// Both messages have these fields under the same names.
+macro_rules! impl_status {
+    ($($t:ty),*) => {$(
+        impl Status for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn observed_time(&self) -> &str {
+                &self.observed_time
+            }
+            fn set_observed_time(&mut self, t: String) {
+                self.observed_time = t;
+            }
+        }
+    )*};
+}
+impl_status!(pb::WorkStatus, pb::ViewStatus);
+
+/// The latest status of each work (or view), and the names whose status is still to send.
+#[derive(Debug)]
+struct Latest<T> {
+    held: BTreeMap<String, T>,
+    dirty: BTreeSet<String>,
+}
+
+impl<T> Default for Latest<T> {
+    fn default() -> Self {
+        Self {
+            held: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+}
+
+impl<T: Status> Latest<T> {
+    /// Holds `status` and marks it to send; false when it differs from the one held only
+    /// in its observed time: the time of the first report of a status is when it changed.
+    fn put(&mut self, status: T) -> bool {
+        if let Some(old) = self.held.get(status.name()) {
+            let mut a = old.clone();
+            a.set_observed_time(status.observed_time().to_string());
+            if a == status {
+                return false;
+            }
+        }
+        self.dirty.insert(status.name().to_string());
+        self.held.insert(status.name().to_string(), status);
+        true
+    }
+
+    /// Marks a held status to send again; false when none is held.
+    fn touch(&mut self, name: &str) -> bool {
+        let held = self.held.contains_key(name);
+        if held {
+            self.dirty.insert(name.to_string());
+        }
+        held
+    }
+
+    fn get(&self, name: &str) -> Option<T> {
+        self.held.get(name).cloned()
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.held.remove(name);
+        self.dirty.remove(name);
+    }
+
+    fn resend_all(&mut self) {
+        self.dirty = self.held.keys().cloned().collect();
+    }
+
+    /// The statuses to send, in name order; none is marked any more.
+    fn take_dirty(&mut self) -> Vec<T> {
+        std::mem::take(&mut self.dirty)
+            .iter()
+            .filter_map(|name| self.held.get(name).cloned())
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    works: BTreeMap<String, pb::WorkStatus>,
-    dirty_works: BTreeSet<String>,
-    views: BTreeMap<String, pb::ViewStatus>,
-    dirty_views: BTreeSet<String>,
+    works: Latest<pb::WorkStatus>,
+    views: Latest<pb::ViewStatus>,
     gone: BTreeMap<String, String>,
     acks: Vec<u64>,
 }
@@ -26,39 +112,24 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Stores a work's status; it is sent if it differs from the last one stored.
+    /// Stores a work's status; it is sent if it differs from the last one stored in more than
+    /// its observed time.
     pub fn put_work(&self, mut status: pb::WorkStatus) {
         if report_size::fit_work(&mut status, drbridge_proto::MAX_REPORT_BYTES) {
             warn!(work = %status.name, "work status too large for the hub; sent shortened");
         }
-        let mut i = self.inner.lock();
-        // The observed time alone is not a change: the time of the first report of a
-        // status is when it changed.
-        if let Some(old) = i.works.get(&status.name) {
-            let mut a = old.clone();
-            a.observed_time = status.observed_time.clone();
-            if a == status {
-                return;
-            }
-        }
-        i.dirty_works.insert(status.name.clone());
-        i.works.insert(status.name.clone(), status);
-        drop(i);
-        self.notify.notify_one();
+        let put = self.inner.lock().works.put(status);
+        self.wake_if(put);
     }
 
     /// Sends a work's current status again (for example after a stale resend).
     pub fn touch_work(&self, name: &str) {
-        let mut i = self.inner.lock();
-        if i.works.contains_key(name) {
-            i.dirty_works.insert(name.to_string());
-            drop(i);
-            self.notify.notify_one();
-        }
+        let touched = self.inner.lock().works.touch(name);
+        self.wake_if(touched);
     }
 
     pub fn work(&self, name: &str) -> Option<pb::WorkStatus> {
-        self.inner.lock().works.get(name).cloned()
+        self.inner.lock().works.get(name)
     }
 
     /// Stores a view's status; the observed time alone is not a change.
@@ -66,43 +137,26 @@ impl Outbox {
         if report_size::fit_view(&mut status, drbridge_proto::MAX_REPORT_BYTES) {
             warn!(view = %status.name, "viewed object too large for the hub; reported as an error");
         }
-        let mut i = self.inner.lock();
-        if let Some(old) = i.views.get(&status.name) {
-            let mut a = old.clone();
-            a.observed_time = status.observed_time.clone();
-            if a == status {
-                return;
-            }
-        }
-        i.dirty_views.insert(status.name.clone());
-        i.views.insert(status.name.clone(), status);
-        drop(i);
-        self.notify.notify_one();
+        let put = self.inner.lock().views.put(status);
+        self.wake_if(put);
     }
 
     pub fn touch_view(&self, name: &str) {
-        let mut i = self.inner.lock();
-        if i.views.contains_key(name) {
-            i.dirty_views.insert(name.to_string());
-            drop(i);
-            self.notify.notify_one();
-        }
+        let touched = self.inner.lock().views.touch(name);
+        self.wake_if(touched);
     }
 
     pub fn view(&self, name: &str) -> Option<pb::ViewStatus> {
-        self.inner.lock().views.get(name).cloned()
+        self.inner.lock().views.get(name)
     }
 
     pub fn remove_view(&self, name: &str) {
-        let mut i = self.inner.lock();
-        i.views.remove(name);
-        i.dirty_views.remove(name);
+        self.inner.lock().views.remove(name);
     }
 
     pub fn gone(&self, name: &str, uid: &str) {
         let mut i = self.inner.lock();
         i.works.remove(name);
-        i.dirty_works.remove(name);
         i.gone.insert(name.to_string(), uid.to_string());
         drop(i);
         self.notify.notify_one();
@@ -116,8 +170,8 @@ impl Outbox {
     /// A new session: everything known is sent again.
     pub fn resend_all(&self) {
         let mut i = self.inner.lock();
-        i.dirty_works = i.works.keys().cloned().collect();
-        i.dirty_views = i.views.keys().cloned().collect();
+        i.works.resend_all();
+        i.views.resend_all();
         drop(i);
         self.notify.notify_one();
     }
@@ -135,16 +189,8 @@ impl Outbox {
         use pb::agent_message::Body;
         let mut i = self.inner.lock();
         let mut out = Vec::new();
-        for name in std::mem::take(&mut i.dirty_works) {
-            if let Some(s) = i.works.get(&name) {
-                out.push(Body::WorkStatus(s.clone()));
-            }
-        }
-        for name in std::mem::take(&mut i.dirty_views) {
-            if let Some(s) = i.views.get(&name) {
-                out.push(Body::ViewStatus(s.clone()));
-            }
-        }
+        out.extend(i.works.take_dirty().into_iter().map(Body::WorkStatus));
+        out.extend(i.views.take_dirty().into_iter().map(Body::ViewStatus));
         for (name, uid) in std::mem::take(&mut i.gone) {
             out.push(Body::WorkGone(pb::WorkGone { name, uid }));
         }
@@ -154,6 +200,13 @@ impl Outbox {
         out.into_iter()
             .map(|b| pb::AgentMessage { body: Some(b) })
             .collect()
+    }
+
+    /// Wakes the session, called after the lock is released.
+    fn wake_if(&self, changed: bool) {
+        if changed {
+            self.notify.notify_one();
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use drbridge_api::applied_work::{self as api, AppliedWork, AppliedWorkSpec};
+use drbridge_api::applied_work::{AppliedWork, AppliedWorkSpec};
 use drbridge_api::work::{
     DeleteOption, DeletePropagationPolicyType, ResourceIdentifier, SelectivelyOrphan,
 };
@@ -16,22 +16,17 @@ use drbridge_model::{DeletePolicy, OrphanRule, ResourceKey};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use parking_lot::Mutex;
 
-/// One object a work applied.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct AppliedResource {
-    pub group: String,
-    pub version: String,
-    pub kind: String,
-    pub resource: String,
-    pub namespace: String,
-    pub name: String,
-    /// Empty until the object was created or seen.
-    pub uid: String,
-    pub ordinal: i32,
+/// One object a work applied, as the `AppliedWork` stores it (its uid is empty until the
+/// object was created or seen).
+pub use drbridge_api::applied_work::AppliedResource;
+
+/// The key the delete rules compare applied objects by.
+pub trait AppliedKey {
+    fn key(&self) -> ResourceKey;
 }
 
-impl AppliedResource {
-    pub fn key(&self) -> ResourceKey {
+impl AppliedKey for AppliedResource {
+    fn key(&self) -> ResourceKey {
         ResourceKey::new(&self.group, &self.resource, &self.namespace, &self.name)
     }
 }
@@ -213,20 +208,7 @@ fn to_object(cluster: &str, work_namespace: &str, r: &WorkRecord) -> AppliedWork
             generation: r.generation,
             hub_epoch: r.hub_epoch,
             delete_option: Some(delete_option(&r.delete_policy)),
-            applied_resources: r
-                .resources
-                .iter()
-                .map(|a| api::AppliedResource {
-                    group: a.group.clone(),
-                    version: a.version.clone(),
-                    kind: a.kind.clone(),
-                    resource: a.resource.clone(),
-                    namespace: a.namespace.clone(),
-                    name: a.name.clone(),
-                    uid: a.uid.clone(),
-                    ordinal: a.ordinal,
-                })
-                .collect(),
+            applied_resources: r.resources.clone(),
         },
     );
     o.metadata.labels = Some(BTreeMap::from([(
@@ -250,20 +232,7 @@ fn from_object(o: &AppliedWork) -> WorkRecord {
         uid: spec.work_uid.clone(),
         generation: spec.generation,
         delete_policy: delete_policy(spec.delete_option.as_ref()),
-        resources: spec
-            .applied_resources
-            .iter()
-            .map(|a| AppliedResource {
-                group: a.group.clone(),
-                version: a.version.clone(),
-                kind: a.kind.clone(),
-                resource: a.resource.clone(),
-                namespace: a.namespace.clone(),
-                name: a.name.clone(),
-                uid: a.uid.clone(),
-                ordinal: a.ordinal,
-            })
-            .collect(),
+        resources: spec.applied_resources.clone(),
         deleting: o
             .metadata
             .annotations

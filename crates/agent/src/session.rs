@@ -10,12 +10,42 @@ use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::agent::Agent;
 use crate::cluster::Cluster;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::record::RecordStore;
+use crate::retry::stopped;
+use crate::views::Views;
+use crate::works::Works;
 
 /// How long the hub has to answer Hello.
 pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one session needs of the agent (see `Agent::session`): the session drives works and
+/// views and drains the outbox, and never reaches back into the agent.
+pub struct SessionContext<'a, C: Cluster, S: RecordStore> {
+    pub cluster_name: &'a str,
+    pub works: &'a Works<C, S>,
+    pub views: &'a Views<C>,
+    pub outbox: &'a Outbox,
+    pub metrics: &'a Metrics,
+}
+
+impl<C: Cluster, S: RecordStore> Clone for SessionContext<'_, C, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C: Cluster, S: RecordStore> Copy for SessionContext<'_, C, S> {}
+
+impl<C: Cluster, S: RecordStore> std::fmt::Debug for SessionContext<'_, C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionContext")
+            .field("cluster", &self.cluster_name)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Why a session ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +101,7 @@ fn heartbeat() -> pb::AgentMessage {
 
 /// Runs one session. The caller has already put `agent.hello()` first into `tx`'s stream.
 pub async fn run_session<C, S, I>(
-    agent: &Agent<C, S>,
+    agent: SessionContext<'_, C, S>,
     tx: &mpsc::Sender<pb::AgentMessage>,
     mut inbound: I,
     ready: &watch::Sender<bool>,
@@ -87,7 +117,7 @@ where
         welcomed: false,
     };
     let welcome = tokio::select! {
-        _ = crate::session::stopped(shutdown) => return Outcome { end: SessionEnd::Shutdown, welcomed: false },
+        _ = stopped(shutdown) => return Outcome { end: SessionEnd::Shutdown, welcomed: false },
         m = tokio::time::timeout(WELCOME_TIMEOUT, inbound.next()) => match m {
             Err(_) => return closed("no Welcome from the hub in time".into()),
             Ok(None) => return closed("the hub closed the stream before Welcome".into()),
@@ -97,8 +127,8 @@ where
             Ok(Some(Ok(other))) => return closed(format!("expected Welcome, got {other:?}")),
         },
     };
-    if welcome.cluster != agent.cluster_name() {
-        error!(hub_says = %welcome.cluster, agent = %agent.cluster_name(), "the hub knows this agent under another cluster name");
+    if welcome.cluster != agent.cluster_name {
+        error!(hub_says = %welcome.cluster, agent = %agent.cluster_name, "the hub knows this agent under another cluster name");
         return Outcome {
             end: SessionEnd::WrongCluster {
                 hub_says: welcome.cluster,
@@ -106,8 +136,8 @@ where
             welcomed: false,
         };
     }
-    let accepted = agent.works().max_epoch();
-    match agent.works().accept_epoch(welcome.epoch).await {
+    let accepted = agent.works.max_epoch();
+    match agent.works.accept_epoch(welcome.epoch).await {
         Ok(true) => {}
         Ok(false) => {
             error!(hub = %welcome.hub_id, offered = welcome.epoch, accepted, "refusing a hub with an older epoch (stale writer)");
@@ -126,7 +156,7 @@ where
         }
     }
     info!(hub = %welcome.hub_id, epoch = welcome.epoch, heartbeat_seconds = welcome.heartbeat_seconds, "connected to the hub");
-    let metrics = agent.metrics().clone();
+    let metrics = agent.metrics.clone();
     ready.send_replace(true);
     metrics.connected.set(1);
     let end = stream_loop(agent, tx, &mut inbound, &welcome, shutdown).await;
@@ -139,7 +169,7 @@ where
 }
 
 async fn stream_loop<C, S, I>(
-    agent: &Agent<C, S>,
+    agent: SessionContext<'_, C, S>,
     tx: &mpsc::Sender<pb::AgentMessage>,
     inbound: &mut I,
     welcome: &pb::Welcome,
@@ -150,8 +180,8 @@ where
     S: RecordStore,
     I: Stream<Item = Result<pb::HubMessage, tonic::Status>> + Unpin,
 {
-    let outbox = agent.outbox().clone();
-    let metrics = agent.metrics().clone();
+    let outbox = agent.outbox;
+    let metrics = agent.metrics.clone();
     let hb = Duration::from_secs(u64::from(welcome.heartbeat_seconds.max(1)));
     // The hub heartbeats at the same interval; several missed ones mean a dead stream.
     let silence = (hb * 3).max(Duration::from_secs(15));
@@ -175,7 +205,7 @@ where
 
     loop {
         tokio::select! {
-            _ = crate::session::stopped(shutdown) => {
+            _ = stopped(shutdown) => {
                 // Best effort: what is already known goes out before the stream closes.
                 for m in outbox.drain() {
                     let _ = tx.try_send(m);
@@ -203,21 +233,21 @@ where
                         let mut waits = Vec::with_capacity(sync.works.len());
                         for w in sync.works {
                             mentioned.insert(w.name.clone());
-                            waits.push(agent.works().offer(w));
+                            waits.push(agent.works.offer(w));
                         }
                         for v in &sync.views {
                             seen_views.insert(v.name.clone());
-                            agent.views().upsert(v);
+                            agent.views.upsert(v);
                         }
                         for name in &sync.removed_views {
                             seen_views.remove(name);
-                            agent.views().remove(name);
+                            agent.views.remove(name);
                         }
                         if sync.initial_sync_done {
-                            agent.views().retain(&seen_views);
-                            crate::works::log_unmentioned(&agent.works().without_spec(), &mentioned);
+                            agent.views.retain(&seen_views);
+                            crate::works::log_unmentioned(&agent.works.without_spec(), &mentioned);
                         }
-                        metrics.views.set(agent.views().len() as i64);
+                        metrics.views.set(agent.views.len() as i64);
                         let id = sync.sync_id;
                         acks.push(async move {
                             // A dropped sender means a newer message for the same work
@@ -245,65 +275,5 @@ where
                 }
             }
         }
-    }
-}
-
-/// Resolves once `shutdown` is true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard wait_for returns is not Send; drop it here.
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
-/// Jittered, capped exponential backoff between connection attempts.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    base: Duration,
-    cap: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, cap: Duration) -> Self {
-        Backoff {
-            base,
-            cap,
-            attempt: 0,
-        }
-    }
-
-    /// The next delay: uniformly in [d/2, d] for d = min(cap, base * 2^attempt).
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.cap);
-        self.attempt = self.attempt.saturating_add(1);
-        d.mul_f64(rand::random_range(0.5..=1.0))
-    }
-
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_caps_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let d0 = b.next_delay();
-        assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100));
-        for _ in 0..10 {
-            b.next_delay();
-        }
-        let d = b.next_delay();
-        assert!(
-            d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
-            "{d:?}"
-        );
-        b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
     }
 }

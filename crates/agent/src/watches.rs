@@ -194,14 +194,8 @@ mod tests {
     use std::time::Duration;
 
     async fn until(mut f: impl FnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !f() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "condition not met in time"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let ok = async || f().then_some(());
+        drbridge_localenv::eventually("the condition", Duration::from_secs(5), ok).await
     }
 
     #[tokio::test]

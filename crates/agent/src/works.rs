@@ -15,9 +15,7 @@ use crate::pb;
 use chrono::Utc;
 use drbridge_model::fencing::{Decision, Held, Named, Offered, decide, may_delete, still_named};
 use drbridge_model::merge::ApplyCache;
-use drbridge_model::status::{
-    Availability, Condition, ConditionStatus, manifest_conditions, work_conditions,
-};
+use drbridge_model::status::{Availability, Condition, manifest_conditions, work_conditions};
 use drbridge_model::{Allowlist, DeletePolicy, OrphanRule, ResourceKey, Strategy};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -28,7 +26,7 @@ use crate::apply::{self, ApplyPolicy, ResourceMeta, Slot, Target, uid_of};
 use crate::cluster::{Cluster, ClusterError, Resolved, WatchEvent};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::record::{AppliedResource, RecordStore, WorkRecord};
+use crate::record::{AppliedKey, AppliedResource, RecordStore, WorkRecord};
 use crate::watches::KindWatches;
 
 /// Settings of the work side of the agent.
@@ -956,14 +954,5 @@ async fn wait_gone<C: Cluster>(cluster: &C, t: &Target, uid: &str) {
 pub fn log_unmentioned(names: &[String], mentioned: &HashSet<String>) {
     for n in names.iter().filter(|n| !mentioned.contains(*n)) {
         warn!(work = %n, "the hub did not send this recorded work; keeping its objects and record");
-    }
-}
-
-/// Status of a condition, for tests.
-pub fn condition_status(c: &pb::Condition) -> ConditionStatus {
-    match c.status.as_str() {
-        "True" => ConditionStatus::True,
-        "False" => ConditionStatus::False,
-        _ => ConditionStatus::Unknown,
     }
 }

@@ -107,7 +107,7 @@ impl pb::dispatch_server::Dispatch for ScriptedHub {
             let mut beat = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = drbridge_agent::session::stopped(&mut kill) => break,
+                    _ = drbridge_agent::retry::stopped(&mut kill) => break,
                     m = inbound.message() => match m {
                         Ok(Some(pb::AgentMessage { body: Some(b) })) => { let _ = seen.send(Seen::Message(b)); }
                         Ok(Some(_)) => {}

@@ -72,19 +72,9 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
 }
 
 async fn hub_client(args: &HubArgs) -> anyhow::Result<kube::Client> {
-    let config = match &args.hub_kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .with_context(|| format!("loading {}", path.display()))?
-        }
-        None => kube::Config::infer().await.context(
-            "finding the hub's kubeconfig (--hub-kubeconfig, KUBECONFIG, ~/.kube/config)",
-        )?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    drbridge_runtime::kube_client(args.hub_kubeconfig.as_deref(), None)
+        .await
+        .context("the hub's client (--hub-kubeconfig, KUBECONFIG, ~/.kube/config)")
 }
 
 async fn join(args: JoinArgs) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! Ramen's operator configuration: the RamenConfig YAML in the ConfigMaps
 //! `ramen-hub-operator-config` (hub) and `ramen-dr-cluster-operator-config` (managed
 //! clusters), key `ramen_manager_config.yaml`, and the S3 credentials Secrets its profiles
-//! name (contract §5.2, §5.4).
+//! name (docs/ramen-contract.md, "Ramen's configuration").
 //!
 //! Only `s3StoreProfiles` is edited; every other setting is kept as it was. Ramen merges the
 //! YAML over its defaults and writes it back, so the ConfigMap need not hold the defaults.

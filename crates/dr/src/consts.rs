@@ -156,7 +156,7 @@ pub mod drcluster_phase {
     pub const UNFENCED: &str = "Unfenced";
 }
 
-/// Ramen's operator configuration (contract §5.2).
+/// Ramen's operator configuration (docs/ramen-contract.md, "The configuration map").
 pub mod config {
     /// The hub operator's ConfigMap (in the operator namespace).
     pub const HUB_CONFIGMAP: &str = "ramen-hub-operator-config";

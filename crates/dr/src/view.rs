@@ -1,5 +1,5 @@
 //! What a ManagedClusterView of a VRG says, read as Ramen reads it (`mcv_util.go:GetResource`,
-//! contract §3.3), plus drbridge's staleness annotation (docs/presence.md).
+//! docs/ramen-contract.md, "How Ramen reads a view"), plus drbridge's staleness annotation (docs/presence.md).
 
 use drbridge_api::view::{ManagedClusterView, consts as view};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

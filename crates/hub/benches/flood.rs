@@ -18,8 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use drbridge_hub::desired::Limits;
 use drbridge_hub::grpc::{DispatchService, GrpcConfig};
-use drbridge_hub::index::{Index, Limits};
+use drbridge_hub::index::Index;
 use drbridge_hub::metrics::{DropLabels, Metrics};
 use drbridge_hub::objects::{ClusterObject, Meta, WORK_FINALIZER, WorkObject, WorkSpec};
 use drbridge_hub::status::{StatusWriter, WriterConfig};

@@ -25,7 +25,8 @@ use tracing::{debug, info};
 use crate::index::SharedIndex;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::status::{WriteOp, rfc3339};
+use crate::status::WriteOp;
+use drbridge_model::status::rfc3339;
 
 /// When a change was first sent: on the monotonic clock (ages) and the wall clock (the
 /// annotation).

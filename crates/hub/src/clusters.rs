@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::identity::{IdentityRecord, RecordError, update_record};
 use crate::join_token::{CLUSTER_LABEL, JoinToken, TOKEN_SECRET_TYPE, TokenRecord};
-use crate::status::cluster_resource;
+use crate::objects::cluster_resource;
 
 /// Default namespace of the hub's own state (CA, tokens, identity records).
 pub const DEFAULT_NAMESPACE: &str = "drbridge-system";

@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::acks::{SharedAcks, Since};
+use crate::desired::Desired;
 use crate::identity::{Identities, Refusal};
 use crate::index::{SharedIndex, SubscribeError};
 use crate::leader::Leadership;
@@ -102,7 +103,7 @@ impl Default for GrpcConfig {
             heartbeat: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(20),
             hello_timeout: Duration::from_secs(30),
-            max_sync_bytes: crate::sync::DEFAULT_MAX_SYNC_BYTES,
+            max_sync_bytes: crate::desired::DEFAULT_MAX_SYNC_BYTES,
             max_report_bytes: DEFAULT_MAX_REPORT_BYTES,
             report_budget_bytes: DEFAULT_REPORT_BUDGET_BYTES,
             max_streams_per_cluster: DEFAULT_MAX_STREAMS_PER_CLUSTER,
@@ -201,7 +202,6 @@ pub fn report_cost(report: &Report) -> usize {
             status.encoded_len() + PER_ITEM * (1 + items)
         }
         Report::View { status, .. } => status.encoded_len() + PER_ITEM,
-        Report::Gone { gone, .. } => gone.encoded_len() + PER_ITEM,
     }
 }
 
@@ -223,16 +223,25 @@ pub fn admit(index: &crate::index::Index, report: &Report) -> Result<(), Skip> {
                 .ok_or(Skip::UnknownObject)?;
             fence(&view.meta, &status.uid, status.generation)
         }
-        Report::Gone { cluster, gone } => {
-            let entry = index
-                .work(&ObjectKey::new(cluster, &gone.name))
-                .ok_or(Skip::UnknownObject)?;
-            if entry.meta.uid == gone.uid {
-                Ok(())
-            } else {
-                Err(Skip::UidMismatch)
-            }
-        }
+    }
+}
+
+/// An agent's confirmation that a work's objects are cleaned up. It goes to the index,
+/// which owns it and emits the finalizer release it allows; the writer only patches.
+pub fn confirm_gone(
+    index: &mut crate::index::Index,
+    cluster: &str,
+    gone: &pb::WorkGone,
+) -> Result<(), Skip> {
+    let key = crate::objects::ObjectKey::new(cluster, &gone.name);
+    if index.work(&key).is_none() {
+        return Err(Skip::UnknownObject);
+    }
+    if index.mark_gone(&key, &gone.uid) {
+        Ok(())
+    } else {
+        // Another uid, or a work that is not deleting: nothing may be released.
+        Err(Skip::UidMismatch)
     }
 }
 
@@ -380,23 +389,16 @@ fn refusal_status(refusal: &Refusal) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl Dispatch for DispatchService {
-    type ConnectStream = HubStream;
-
-    async fn connect(
-        &self,
-        req: Request<Streaming<pb::AgentMessage>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
+impl DispatchService {
+    /// The checks a new stream must pass, in order, and what it holds when it does.
+    fn accept<T>(&self, req: &Request<T>) -> Result<(Peer, watch::Receiver<Desired>), Status> {
         let inner = &self.inner;
         let Some(epoch) = inner.leadership.epoch() else {
-            inner.metrics.connections_refused.inc();
             debug!("agent stream refused: not the leader");
             return Err(not_leader(&inner.cfg.hub_id));
         };
         let Some(ClusterIdentity(cluster)) = req.extensions().get::<ClusterIdentity>().cloned()
         else {
-            inner.metrics.connections_refused.inc();
             return Err(Status::unauthenticated(
                 "no cluster identity: the client certificate names no cluster",
             ));
@@ -410,13 +412,11 @@ impl Dispatch for DispatchService {
         });
         if let Some(ids) = &inner.identities {
             let Some(cert) = &cert else {
-                inner.metrics.connections_refused.inc();
                 return Err(Status::unauthenticated(
                     "no client certificate details on this connection",
                 ));
             };
             if let Err(refusal) = ids.check(&cluster, &cert.serial) {
-                inner.metrics.connections_refused.inc();
                 warn!(%cluster, serial = %cert.serial, reason = %refusal, "agent stream refused");
                 return Err(refusal_status(&refusal));
             }
@@ -425,13 +425,11 @@ impl Dispatch for DispatchService {
             .as_ref()
             .is_some_and(|c| c.not_after <= SystemTime::now())
         {
-            inner.metrics.connections_refused.inc();
             return Err(Status::unauthenticated(
                 "the client certificate has expired",
             ));
         }
         let desired = inner.index.write().subscribe(&cluster).map_err(|e| {
-            inner.metrics.connections_refused.inc();
             warn!(%cluster, error = %e, "agent stream refused");
             match e {
                 SubscribeError::NotReady => Status::unavailable(e.to_string()),
@@ -440,7 +438,6 @@ impl Dispatch for DispatchService {
         })?;
         let budget = inner.budgets.of(&cluster, &inner.cfg);
         let Ok(stream_permit) = budget.streams.clone().try_acquire_owned() else {
-            inner.metrics.connections_refused.inc();
             warn!(%cluster, "agent stream refused: too many open streams for this cluster");
             return Err(Status::resource_exhausted(format!(
                 "cluster {cluster:?} already has {} streams open; retry later",
@@ -448,26 +445,42 @@ impl Dispatch for DispatchService {
             )));
         };
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let peer = Peer {
+            cluster,
+            epoch,
+            conn,
+            cert,
+            budget,
+            _stream: stream_permit,
+            identity_changes,
+        };
+        Ok((peer, desired))
+    }
+}
+
+#[tonic::async_trait]
+impl Dispatch for DispatchService {
+    type ConnectStream = HubStream;
+
+    async fn connect(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        // Every refusal counted here, once.
+        let (peer, desired) = self.accept(&req).inspect_err(|_| {
+            self.inner.metrics.connections_refused.inc();
+        })?;
         let (tx, rx) = mpsc::channel(4);
         let span = info_span!(
             "agent_stream",
-            %cluster,
-            conn,
-            serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or_default()
+            cluster = %peer.cluster,
+            conn = peer.conn,
+            serial = peer.cert.as_ref().map(|c| c.serial.as_str()).unwrap_or_default()
         );
         tokio::spawn(
             serve_stream(
                 inner_clone(&self.inner),
-                Peer {
-                    cluster,
-                    epoch,
-                    conn,
-                    cert,
-                    budget,
-                    _stream: stream_permit,
-                    identity_changes,
-                },
-                conn,
+                peer,
                 req.into_inner(),
                 desired,
                 tx,
@@ -476,6 +489,12 @@ impl Dispatch for DispatchService {
         );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+}
+
+/// Ends a stream in its handshake: counted as refused, and `status` is the agent's answer.
+async fn refuse(inner: &Inner, tx: &mpsc::Sender<Result<pb::HubMessage, Status>>, status: Status) {
+    inner.metrics.connections_refused.inc();
+    let _ = tx.send(Err(status)).await;
 }
 
 fn inner_clone(inner: &Arc<Inner>) -> Arc<Inner> {
@@ -556,12 +575,11 @@ impl Peer {
 async fn serve_stream(
     inner: Arc<Inner>,
     mut peer: Peer,
-    conn: u64,
     mut inbound: Streaming<pb::AgentMessage>,
-    mut desired: watch::Receiver<crate::index::Desired>,
+    mut desired: watch::Receiver<Desired>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
 ) {
-    let cluster = peer.cluster.clone();
+    let (cluster, conn) = (peer.cluster.clone(), peer.conn);
     // Hello first; a change of the identity records meanwhile is checked at once.
     let hello_deadline = tokio::time::Instant::now() + inner.cfg.hello_timeout;
     let first = loop {
@@ -569,10 +587,8 @@ async fn serve_stream(
             m = tokio::time::timeout_at(hello_deadline, inbound.message()) => break m,
             () = identity_changed(&mut peer.identity_changes) => {
                 if let Some(refusal) = peer.refused(&inner) {
-                    inner.metrics.connections_refused.inc();
                     warn!(reason = %refusal, "ending the stream before Hello: its certificate is no longer accepted");
-                    let _ = tx.send(Err(refusal_status(&refusal))).await;
-                    return;
+                    return refuse(&inner, &tx, refusal_status(&refusal)).await;
                 }
             }
         }
@@ -582,39 +598,26 @@ async fn serve_stream(
             body: Some(pb::agent_message::Body::Hello(h)),
         }))) => h,
         Ok(Ok(Some(_))) => {
-            inner.metrics.connections_refused.inc();
-            let _ = tx
-                .send(Err(Status::invalid_argument(
-                    "the first message must be Hello",
-                )))
-                .await;
-            return;
+            let first_not_hello = Status::invalid_argument("the first message must be Hello");
+            return refuse(&inner, &tx, first_not_hello).await;
         }
         Ok(Ok(None)) | Ok(Err(_)) => return,
         Err(_) => {
-            inner.metrics.connections_refused.inc();
-            let _ = tx
-                .send(Err(Status::deadline_exceeded(
-                    "no Hello from the agent in time",
-                )))
-                .await;
-            return;
+            let late = Status::deadline_exceeded("no Hello from the agent in time");
+            return refuse(&inner, &tx, late).await;
         }
     };
     let epoch = peer.epoch;
     if hello.max_hub_epoch > epoch {
-        inner.metrics.connections_refused.inc();
         warn!(
             agent_epoch = hello.max_hub_epoch,
             epoch, "agent has seen a newer hub"
         );
-        let _ = tx
-            .send(Err(Status::failed_precondition(format!(
-                "hub {} has epoch {}, older than the highest epoch {} this agent accepted: this hub is a stale writer",
-                inner.cfg.hub_id, epoch, hello.max_hub_epoch
-            ))))
-            .await;
-        return;
+        let stale = Status::failed_precondition(format!(
+            "hub {} has epoch {}, older than the highest epoch {} this agent accepted: this hub is a stale writer",
+            inner.cfg.hub_id, epoch, hello.max_hub_epoch
+        ));
+        return refuse(&inner, &tx, stale).await;
     }
     let info = {
         let idx = inner.index.read();
@@ -696,7 +699,7 @@ async fn outbound(
     inner: &Inner,
     peer: &mut Peer,
     hello: &pb::Hello,
-    desired: &mut watch::Receiver<crate::index::Desired>,
+    desired: &mut watch::Receiver<Desired>,
     tx: &mpsc::Sender<Result<pb::HubMessage, Status>>,
     stop: &mut watch::Receiver<bool>,
     inbound_done: &mut tokio::sync::oneshot::Receiver<Status>,
@@ -796,7 +799,7 @@ async fn outbound(
                     return ended(inner, peer, stop);
                 }
                 let hb = pb::Heartbeat {
-                    sent_time: crate::status::rfc3339(chrono::Utc::now()),
+                    sent_time: drbridge_model::status::rfc3339(chrono::Utc::now()),
                 };
                 if !send(tx, stop, hub_msg(pb::hub_message::Body::Heartbeat(hb))).await {
                     return ended(inner, peer, stop);
@@ -917,10 +920,13 @@ async fn read_inbound(
                 cluster: cluster.clone(),
                 status,
             }),
-            Some(Body::WorkGone(gone)) => Some(Report::Gone {
-                cluster: cluster.clone(),
-                gone,
-            }),
+            Some(Body::WorkGone(gone)) => {
+                if let Err(skip) = confirm_gone(&mut inner.index.write(), &cluster, &gone) {
+                    inner.metrics.dropped(skip.label());
+                    debug!(reason = %skip, work = %gone.name, "WorkGone dropped");
+                }
+                None
+            }
             Some(Body::ViewStatus(status)) => Some(Report::View {
                 cluster: cluster.clone(),
                 status,

@@ -65,11 +65,11 @@ pub struct AcceptedCert {
 
 /// RFC 3339 timestamps (chrono is built without its serde feature here).
 mod rfc3339 {
-    use chrono::{DateTime, SecondsFormat, Utc};
+    use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        s.serialize_str(&drbridge_model::status::rfc3339(*t))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {

@@ -1,6 +1,8 @@
 //! The in-memory index: every ManifestWork, ManagedClusterView and ManagedCluster the
-//! hub watches, and the desired state of each cluster published on its own
-//! `tokio::sync::watch` channel.
+//! hub watches, and the desired state of each cluster ([`crate::desired`]) published on
+//! its own `tokio::sync::watch` channel. The index is the only owner of this state: the
+//! watches feed it, the gRPC side reports agents' confirmations to it, and it tells the
+//! status writer what to write ([`Intent`]).
 //!
 //! Mutations never fail: bad input is recorded on the entry (and surfaces as a
 //! condition on the object through an [`Intent`]), never as an error. A watch relist
@@ -16,19 +18,14 @@ use std::time::Duration;
 
 use drbridge_proto::v1 as pb;
 use parking_lot::RwLock;
-use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use crate::delivery::DeliveryClock;
+use crate::desired::{Desired, Limits, Rejection, wire_view, wire_work};
 use crate::metrics::Metrics;
 use crate::objects::{ClusterObject, ConditionJson, Meta, ObjectKey, ViewObject, WorkObject};
 
 pub type SharedIndex = Arc<RwLock<Index>>;
-
-/// Reason of the `Applied=False` condition on a work whose spec cannot be decoded.
-pub const REASON_INVALID: &str = "ManifestWorkInvalid";
-/// Reason of the `Applied=False` condition on a work too large to dispatch.
-pub const REASON_TOO_LARGE: &str = "ManifestWorkTooLarge";
 
 /// Something the index wants written to the API server. The status writer reads
 /// the current state of the object from the index when it acts, so an intent is only
@@ -42,51 +39,6 @@ pub enum Intent {
     ReleaseFinalizer(ObjectKey),
     /// Write the rejection condition (invalid or too large) for the current generation.
     Reject(ObjectKey),
-}
-
-/// Desired state of one cluster, as its agent should have it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Desired {
-    /// False once the cluster's ManagedCluster is gone: its stream must end.
-    pub registered: bool,
-    pub works: BTreeMap<String, Arc<pb::Work>>,
-    pub views: BTreeMap<String, Arc<pb::View>>,
-}
-
-/// Identity of a desired work: an agent that holds the same (uid, generation,
-/// deleting) holds the same work, because any spec change bumps the generation.
-pub fn work_version(w: &pb::Work) -> (&str, i64, bool) {
-    (&w.uid, w.generation, w.deleting)
-}
-
-fn view_version(v: &pb::View) -> (&str, i64) {
-    (&v.uid, v.generation)
-}
-
-impl Desired {
-    /// Compares by versions, not by content (manifests can be megabytes).
-    pub fn same_as(&self, other: &Desired) -> bool {
-        self.registered == other.registered
-            && self.works.len() == other.works.len()
-            && self.views.len() == other.views.len()
-            && self
-                .works
-                .iter()
-                .zip(other.works.iter())
-                .all(|((a, aw), (b, bw))| a == b && work_version(aw) == work_version(bw))
-            && self
-                .views
-                .iter()
-                .zip(other.views.iter())
-                .all(|((a, av), (b, bv))| a == b && view_version(av) == view_version(bv))
-    }
-}
-
-/// Why a work is not dispatched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: &'static str,
-    pub message: String,
 }
 
 #[derive(Clone, Debug)]
@@ -142,21 +94,6 @@ pub enum SubscribeError {
     NotReady,
     #[error("cluster {0:?} is not registered on this hub: there is no ManagedCluster named {0:?}")]
     NotRegistered(String),
-}
-
-/// Limits on what the index dispatches.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Largest encoded `Work` message; larger works are rejected with a condition.
-    pub max_work_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_work_bytes: crate::sync::DEFAULT_MAX_SYNC_BYTES - crate::sync::SYNC_OVERHEAD,
-        }
-    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -251,7 +188,6 @@ impl Index {
         self.namespaces.get(&key.namespace)?.views.get(&key.name)
     }
 
-    /// Metadata of every work in `namespace`.
     /// The agent of `key`'s cluster reports `generation` applied: how long it took since the
     /// hub saw that generation, the first time only (see `delivery`).
     pub fn delivered(&self, key: &ObjectKey, uid: &str, generation: i64) -> Option<Duration> {
@@ -260,6 +196,7 @@ impl Index {
             .applied(key, uid, generation, tokio::time::Instant::now())
     }
 
+    /// Metadata of every work in `namespace`.
     pub fn works_in(&self, namespace: &str) -> Vec<Meta> {
         self.namespaces
             .get(namespace)
@@ -275,8 +212,10 @@ impl Index {
             .unwrap_or_default()
     }
 
-    /// Records that the agent confirmed the cleanup of `key` at `uid`. Returns true
-    /// when the work is deleting with that uid, so its finalizer may go.
+    /// Records that the agent confirmed the cleanup of `key` at `uid`, and emits the
+    /// finalizer release that allows. Returns true when the work is deleting with that
+    /// uid, so its finalizer may go. The confirmation lives here, not in the writer's
+    /// queue, so a full or coalesced queue cannot lose it (the sweep repeats the intent).
     pub fn mark_gone(&mut self, key: &ObjectKey, uid: &str) -> bool {
         let Some(entry) = self
             .namespaces
@@ -289,53 +228,14 @@ impl Index {
             return false;
         }
         entry.gone_confirmed = true;
+        self.intents_for_work(key);
         true
     }
 
     // ------------------------------------------------------------ works
 
-    fn payload(&self, obj: &WorkObject) -> Result<Arc<pb::Work>, Rejection> {
-        let spec = obj.spec.as_ref().map_err(|e| Rejection {
-            reason: REASON_INVALID,
-            message: format!("ManifestWork cannot be dispatched: {e}"),
-        })?;
-        let mut work = pb::Work {
-            name: obj.meta.name.clone(),
-            uid: obj.meta.uid.clone(),
-            generation: obj.meta.generation,
-            manifests: Vec::new(),
-            delete_option: Some(spec.delete_option.clone()),
-            manifest_configs: spec.manifest_configs.clone(),
-            deleting: obj.meta.deleting,
-        };
-        // A deleting work carries no manifests: the agent deletes what its own record
-        // says it applied, so even an over-size work can always be deleted.
-        if !obj.meta.deleting {
-            if spec.missing_workload {
-                // Never "no manifests": that would delete everything the agent applied.
-                // Left out of the desired state, the agent keeps what it has.
-                return Err(Rejection {
-                    reason: REASON_INVALID,
-                    message: "ManifestWork cannot be dispatched: spec.workload is missing (an empty work is written `workload: {manifests: []}`); the managed cluster keeps the last generation it applied".to_string(),
-                });
-            }
-            work.manifests = spec.manifests.clone();
-            let size = work.encoded_len();
-            if size > self.limits.max_work_bytes {
-                return Err(Rejection {
-                    reason: REASON_TOO_LARGE,
-                    message: format!(
-                        "ManifestWork cannot be dispatched: its manifests encode to {size} bytes, more than the hub's limit of {} bytes",
-                        self.limits.max_work_bytes
-                    ),
-                });
-            }
-        }
-        Ok(Arc::new(work))
-    }
-
     fn entry_for(&self, obj: WorkObject, previous: Option<&WorkEntry>) -> WorkEntry {
-        let payload = self.payload(&obj);
+        let payload = wire_work(&obj, &self.limits);
         let gone_confirmed =
             previous.is_some_and(|p| p.gone_confirmed && p.meta.uid == obj.meta.uid);
         WorkEntry {
@@ -527,17 +427,7 @@ impl Index {
                 .views
                 .iter()
                 .filter(|(_, v)| !v.meta.deleting)
-                .map(|(n, v)| {
-                    (
-                        n.clone(),
-                        Arc::new(pb::View {
-                            name: v.meta.name.clone(),
-                            uid: v.meta.uid.clone(),
-                            generation: v.meta.generation,
-                            scope: Some(v.scope.clone()),
-                        }),
-                    )
-                })
+                .map(|(n, v)| (n.clone(), wire_view(v)))
                 .collect(),
         }
     }

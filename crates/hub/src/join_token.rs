@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use drbridge_model::status::rfc3339;
 use drbridge_tls::ClusterName;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -228,10 +229,6 @@ impl TokenRecord {
             epoch,
         })
     }
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Parses a duration such as `90s`, `15m`, `1h`, `7d` or plain seconds (`3600`); compound

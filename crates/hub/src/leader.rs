@@ -264,8 +264,13 @@ impl LeaseStore for KubeLeases {
     }
 }
 
-fn wall_ms() -> u64 {
-    crate::start_epoch()
+/// The epoch of a hub (or a term) started now: milliseconds since the Unix epoch.
+pub fn start_epoch() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    ms.max(1)
 }
 
 /// The epoch of a new term after one of `previous`.
@@ -354,7 +359,7 @@ impl<S: LeaseStore> Elector<S> {
         let started = Instant::now();
         let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
         let Some(current) = self.store.get().await? else {
-            let epoch = next_epoch(None, wall_ms());
+            let epoch = next_epoch(None, start_epoch());
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.cfg.name.clone()),
@@ -407,7 +412,7 @@ impl<S: LeaseStore> Elector<S> {
         if !free {
             return Ok(());
         }
-        let epoch = next_epoch(recorded, wall_ms());
+        let epoch = next_epoch(recorded, start_epoch());
         let mut taken = current.clone();
         taken
             .metadata
@@ -478,6 +483,14 @@ impl<S: LeaseStore> Elector<S> {
             warn!(error = %e, "releasing the lease failed; another replica takes it when it expires");
         }
     }
+}
+
+/// Where and how replicas elect their leader (this module).
+#[derive(Clone, Debug)]
+pub struct LeaderOptions {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    pub lease: LeaseConfig,
 }
 
 #[cfg(test)]

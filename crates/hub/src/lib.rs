@@ -8,6 +8,7 @@
 //!   -> per-cluster tokio::sync::watch<Desired> (send_if_modified)
 //!   -> grpc::DispatchService: one bidi stream per agent (diff, chunked Sync)
 //! agent reports -> status::WriteOp (one bounded queue) -> status::StatusWriter (merge patches)
+//! agent WorkGone -> index (the only owner of state) -> index::Intent -> status::StatusWriter
 //! stream liveness -> presence::Presence -> ManagedCluster status, unreachable annotations
 //! ```
 //!
@@ -26,9 +27,11 @@
 //! Only the leader serves agents and writes; acknowledged delivery is tracked in [`acks`].
 
 pub mod acks;
+mod args;
 pub mod claims;
 pub mod clusters;
 pub mod delivery;
+pub mod desired;
 pub mod grpc;
 pub mod identity;
 pub mod index;
@@ -38,242 +41,25 @@ pub mod metrics;
 pub mod objects;
 pub mod presence;
 pub mod registration;
+mod serve;
 pub mod status;
 pub mod sync;
 pub mod watches;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use drbridge_proto::v1::dispatch_server::DispatchServer;
-use drbridge_proto::v1::registration_server::RegistrationServer;
-use drbridge_proto::v1::renewal_server::RenewalServer;
+use anyhow::Context;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span};
 
+pub use args::Args;
 pub use drbridge_runtime::LogFormat;
-
-/// Command line of `drbridge-hub`. Every flag has an environment fallback.
-#[derive(Clone, Debug, clap::Parser)]
-#[command(
-    name = "drbridge-hub",
-    version,
-    about = "drbridge hub: dispatches ManifestWorks and ManagedClusterViews to agents"
-)]
-pub struct Args {
-    /// gRPC listen address for agents (mTLS).
-    #[arg(long, env = "DRBRIDGE_LISTEN_ADDR", default_value = "0.0.0.0:8443")]
-    pub listen_addr: SocketAddr,
-
-    /// Admin HTTP address: /live, /ready, /metrics.
-    #[arg(long, env = "DRBRIDGE_ADMIN_ADDR", default_value = "0.0.0.0:9990")]
-    pub admin_addr: SocketAddr,
-
-    /// Server certificate (PEM).
-    #[arg(long, env = "DRBRIDGE_TLS_CERT")]
-    pub tls_cert: PathBuf,
-
-    /// Server private key (PEM).
-    #[arg(long, env = "DRBRIDGE_TLS_KEY")]
-    pub tls_key: PathBuf,
-
-    /// CA that signs agent client certificates (PEM).
-    #[arg(long, env = "DRBRIDGE_TLS_CA")]
-    pub tls_ca: PathBuf,
-
-    /// Kubeconfig of the hub cluster; default: kube's inference (KUBECONFIG,
-    /// ~/.kube/config, in-cluster).
-    #[arg(long, env = "DRBRIDGE_KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// Log format.
-    #[arg(long, env = "DRBRIDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::default())]
-    pub log_format: LogFormat,
-
-    /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "DRBRIDGE_LOG", default_value = "info")]
-    pub log: String,
-
-    /// Identity of this hub process, sent to agents; default: the host name.
-    #[arg(long, env = "DRBRIDGE_HUB_ID")]
-    pub hub_id: Option<String>,
-
-    /// Heartbeat interval asked of agents (and used for the hub's own keepalives).
-    #[arg(long, env = "DRBRIDGE_HEARTBEAT_SECONDS", default_value_t = 5)]
-    pub heartbeat_seconds: u64,
-
-    /// Silence after which a cluster's Available condition becomes Unknown.
-    #[arg(long, env = "DRBRIDGE_PRESENCE_TIMEOUT_SECONDS", default_value_t = 15)]
-    pub presence_timeout_seconds: u64,
-
-    /// Largest encoded Sync message; a work that does not fit alone is rejected
-    /// with a condition. The default fits tonic's default 4 MiB decode limit.
-    #[arg(long, env = "DRBRIDGE_MAX_SYNC_BYTES", default_value_t = sync::DEFAULT_MAX_SYNC_BYTES)]
-    pub max_sync_bytes: usize,
-
-    /// Deadline of each API call of the status writer.
-    #[arg(long, env = "DRBRIDGE_PATCH_TIMEOUT_SECONDS", default_value_t = 10)]
-    pub patch_timeout_seconds: u64,
-
-    /// Largest message read from an agent; a bigger one ends its stream. Also sets each
-    /// cluster's budget of queued reports (8 times this) and each stream's read rate (4 times
-    /// this a second). The default (2 MiB) is etcd's object limit plus room: no bigger report
-    /// could ever be written (docs/security.md).
-    #[arg(long, env = "DRBRIDGE_MAX_REPORT_BYTES", default_value_t = grpc::DEFAULT_MAX_REPORT_BYTES)]
-    pub max_report_bytes: usize,
-
-    /// Capacity of the status queue (agent reports wait when it is full).
-    #[arg(long, env = "DRBRIDGE_STATUS_QUEUE", default_value_t = 4096)]
-    pub status_queue: usize,
-
-    /// Namespace of the hub's own state: the CA Secret `drbridge-ca`, join tokens and
-    /// cluster identity records.
-    #[arg(long, env = "DRBRIDGE_NAMESPACE", default_value = clusters::DEFAULT_NAMESPACE)]
-    pub namespace: String,
-
-    /// Listen address for agents joining with a token (TLS, no client certificate).
-    #[arg(long, env = "DRBRIDGE_JOIN_ADDR", default_value = "0.0.0.0:8444")]
-    pub join_addr: SocketAddr,
-
-    /// Do not open the join listener (certificates are issued some other way).
-    #[arg(long, env = "DRBRIDGE_DISABLE_JOIN")]
-    pub disable_join: bool,
-
-    /// Lifetime of the client certificates the hub signs (e.g. 24h, 30m, 90s); agents
-    /// renew after two thirds of it.
-    #[arg(long, env = "DRBRIDGE_CERT_VALIDITY", default_value = "24h", value_parser = join_token::parse_duration)]
-    pub cert_validity: Duration,
-
-    /// Refuse clusters that have not joined with a token (no identity record), instead of
-    /// accepting any certificate from the CA that names them.
-    #[arg(long, env = "DRBRIDGE_REQUIRE_JOIN")]
-    pub require_join: bool,
-
-    /// A change its agent has not acknowledged for this long marks the ManagedCluster with
-    /// the annotation drbridge.io/oldest-unacknowledged-since.
-    #[arg(
-        long,
-        env = "DRBRIDGE_UNACKNOWLEDGED_THRESHOLD_SECONDS",
-        default_value_t = 60
-    )]
-    pub unacknowledged_threshold_seconds: u64,
-
-    /// Elect a leader among hub replicas on a Lease in --namespace; only the leader serves
-    /// agents and writes. Needed for more than one replica; off, this hub always leads.
-    #[arg(long, env = "DRBRIDGE_LEADER_ELECTION")]
-    pub leader_election: bool,
-
-    /// Name of the Lease of the leader election.
-    #[arg(long, env = "DRBRIDGE_LEASE_NAME", default_value = leader::DEFAULT_LEASE_NAME)]
-    pub lease_name: String,
-
-    /// How long the other replicas wait after the Lease last changed before taking it.
-    #[arg(long, env = "DRBRIDGE_LEASE_DURATION_SECONDS", default_value_t = 15)]
-    pub lease_duration_seconds: u64,
-
-    /// The leader stops leading this long after its last successful renewal (below the
-    /// lease duration, so it has stopped before another replica can take over).
-    #[arg(
-        long,
-        env = "DRBRIDGE_LEASE_RENEW_DEADLINE_SECONDS",
-        default_value_t = 10
-    )]
-    pub lease_renew_deadline_seconds: u64,
-
-    /// Pause between lease renewals (and attempts to take it).
-    #[arg(long, env = "DRBRIDGE_LEASE_RETRY_SECONDS", default_value_t = 2)]
-    pub lease_retry_seconds: u64,
-}
-
-impl Args {
-    /// Checks relations between flags that clap cannot.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        if self.heartbeat_seconds == 0 {
-            bail!("--heartbeat-seconds must be at least 1");
-        }
-        if self.presence_timeout_seconds < 2 * self.heartbeat_seconds {
-            bail!(
-                "--presence-timeout-seconds ({}) must be at least twice --heartbeat-seconds ({})",
-                self.presence_timeout_seconds,
-                self.heartbeat_seconds
-            );
-        }
-        if self.max_sync_bytes < 64 * 1024 {
-            bail!("--max-sync-bytes must be at least 65536");
-        }
-        if self.max_report_bytes < 64 * 1024 {
-            bail!("--max-report-bytes must be at least 65536");
-        }
-        if self.status_queue == 0 {
-            bail!("--status-queue must be at least 1");
-        }
-        if self.cert_validity < Duration::from_secs(10) {
-            bail!("--cert-validity must be at least 10s");
-        }
-        if self.namespace.is_empty() {
-            bail!("--namespace must not be empty");
-        }
-        if self.leader_election {
-            self.lease_config("check".into())
-                .validate()
-                .map_err(|e| anyhow::anyhow!("--lease-*: {e}"))?;
-        }
-        Ok(())
-    }
-
-    /// The leader election these flags ask for, with `identity` as this replica's name.
-    pub fn election(&self, identity: &str) -> Option<LeaderOptions> {
-        self.leader_election.then(|| LeaderOptions {
-            namespace: self.namespace.clone(),
-            lease: self.lease_config(identity.to_string()),
-        })
-    }
-
-    fn lease_config(&self, identity: String) -> leader::LeaseConfig {
-        leader::LeaseConfig {
-            name: self.lease_name.clone(),
-            identity,
-            lease_duration: Duration::from_secs(self.lease_duration_seconds),
-            renew_deadline: Duration::from_secs(self.lease_renew_deadline_seconds),
-            retry_period: Duration::from_secs(self.lease_retry_seconds),
-        }
-    }
-
-    fn hub_id(&self) -> String {
-        self.hub_id
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| format!("drbridge-hub-{}", std::process::id()))
-    }
-}
-
-/// The epoch of a hub started now: milliseconds since the Unix epoch.
-pub fn start_epoch() -> u64 {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(1);
-    ms.max(1)
-}
-
-async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a kubeconfig (KUBECONFIG, ~/.kube/config or in-cluster)")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
-}
+pub use leader::{LeaderOptions, start_epoch};
+pub use serve::{
+    MAX_STREAMS_PER_CONNECTION, dispatch_server, identity_from_tls, serve, serve_join,
+    serve_with_renewal,
+};
 
 /// Runs the hub until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -290,7 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let epoch = start_epoch();
     info!(%hub_id, epoch, listen = %args.listen_addr, admin = %args.admin_addr, "starting drbridge-hub");
 
-    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let client = drbridge_runtime::kube_client(args.kubeconfig.as_deref(), None).await?;
     let tls = drbridge_tls::ServerTls::new(drbridge_tls::TlsPaths::new(
         &args.tls_cert,
         &args.tls_key,
@@ -423,14 +209,6 @@ pub struct HubOptions {
     pub election: Option<LeaderOptions>,
 }
 
-/// Where and how replicas elect their leader ([`leader`]).
-#[derive(Clone, Debug)]
-pub struct LeaderOptions {
-    /// Namespace of the Lease.
-    pub namespace: String,
-    pub lease: leader::LeaseConfig,
-}
-
 impl Default for HubOptions {
     fn default() -> Self {
         Self {
@@ -469,8 +247,11 @@ impl Hub {
         let (intents_tx, intents_rx) = mpsc::channel(opts.status_queue);
         let (writes_tx, writes_rx) = mpsc::channel(opts.status_queue);
         let (presence_tx, presence_rx) = mpsc::channel(opts.status_queue);
-        let limits = index::Limits {
-            max_work_bytes: opts.grpc.max_sync_bytes.saturating_sub(sync::SYNC_OVERHEAD),
+        let limits = desired::Limits {
+            max_work_bytes: opts
+                .grpc
+                .max_sync_bytes
+                .saturating_sub(desired::SYNC_OVERHEAD),
         };
         let index = index::Index::new(limits, Some(intents_tx), metrics.clone()).shared();
 
@@ -611,80 +392,6 @@ impl Hub {
     }
 }
 
-/// Serves agents on `incoming` (connections whose `ConnectInfo` is the TLS
-/// [`drbridge_tls::PeerIdentity`]) until `shutdown` completes.
-pub async fn serve<S, F>(
-    service: grpc::DispatchService,
-    incoming: S,
-    shutdown: F,
-) -> Result<(), tonic::transport::Error>
-where
-    S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
-    F: std::future::Future<Output = ()> + Send,
-{
-    serve_with_renewal(service, None, incoming, shutdown).await
-}
-
-/// [`serve`], plus the `Renewal` service when given: both behind [`identity_from_tls`].
-pub async fn serve_with_renewal<S, F>(
-    service: grpc::DispatchService,
-    renewal: Option<registration::RenewService>,
-    incoming: S,
-    shutdown: F,
-) -> Result<(), tonic::transport::Error>
-where
-    S: futures::Stream<Item = Result<drbridge_tls::TlsConn, std::io::Error>> + Send + 'static,
-    F: std::future::Future<Output = ()> + Send,
-{
-    use tonic::service::interceptor::InterceptedService;
-    let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // An agent needs one Dispatch stream and now and then a Renew call; a connection with
-        // more streams than this is refused more (each cluster also has its own stream cap,
-        // grpc::GrpcConfig::max_streams_per_cluster).
-        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
-        .http2_max_pending_accept_reset_streams(Some(MAX_STREAMS_PER_CONNECTION as usize));
-    let router = builder.add_service(InterceptedService::new(
-        dispatch_server(service),
-        identity_from_tls,
-    ));
-    let router = router.add_optional_service(renewal.map(|r| {
-        InterceptedService::new(
-            RenewalServer::new(r).max_decoding_message_size(registration::MAX_REQUEST_BYTES),
-            identity_from_tls,
-        )
-    }));
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-}
-
-/// Serves the `Registration` (Join) service on `incoming`, a listener without client
-/// certificates ([`drbridge_tls::incoming_server_only`]), until `shutdown` completes.
-pub async fn serve_join<S, F>(
-    service: registration::JoinService,
-    incoming: S,
-    shutdown: F,
-) -> Result<(), tonic::transport::Error>
-where
-    S: futures::Stream<Item = Result<drbridge_tls::AnonymousTlsConn, std::io::Error>>
-        + Send
-        + 'static,
-    F: std::future::Future<Output = ()> + Send,
-{
-    tonic::transport::Server::builder()
-        // Unauthenticated callers: bound what each connection and call may take.
-        .concurrency_limit_per_connection(4)
-        .timeout(Duration::from_secs(30))
-        .add_service(
-            RegistrationServer::new(service)
-                .max_decoding_message_size(registration::MAX_REQUEST_BYTES),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-}
-
 impl Drop for Hub {
     fn drop(&mut self) {
         for t in &self.tasks {
@@ -694,147 +401,5 @@ impl Drop for Hub {
         if let Some((_, task)) = &self.elector {
             task.abort();
         }
-    }
-}
-
-/// HTTP/2 streams one agent connection may have open at once (mutual-TLS listener).
-pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
-
-/// The tonic server with the hub's message limit: nothing larger than the largest report
-/// that could ever be written ([`grpc::DEFAULT_MAX_REPORT_BYTES`]) is read from an agent.
-pub fn dispatch_server(svc: grpc::DispatchService) -> DispatchServer<grpc::DispatchService> {
-    let max = svc.max_report_bytes();
-    DispatchServer::new(svc).max_decoding_message_size(max)
-}
-
-/// Interceptor: turns the connection's TLS identity into the [`grpc::ClusterIdentity`]
-/// the service reads, so the service itself knows nothing of TLS.
-#[allow(clippy::result_large_err)] // tonic's interceptor signature.
-pub fn identity_from_tls(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    let peer = drbridge_tls::peer_identity(&req)?;
-    let cluster = grpc::ClusterIdentity(peer.cluster.as_str().to_string());
-    let cert = grpc::CertificateInfo {
-        serial: peer.serial.clone(),
-        not_after: peer.not_after,
-    };
-    req.extensions_mut().insert(cluster);
-    req.extensions_mut().insert(cert);
-    Ok(req)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
-        let mut argv = vec![
-            "drbridge-hub",
-            "--tls-cert",
-            "c.pem",
-            "--tls-key",
-            "k.pem",
-            "--tls-ca",
-            "ca.pem",
-        ];
-        argv.extend_from_slice(extra);
-        Args::try_parse_from(argv)
-    }
-
-    #[test]
-    fn defaults() {
-        let a = parse(&[]).unwrap();
-        assert_eq!(a.listen_addr, "0.0.0.0:8443".parse().unwrap());
-        assert_eq!(a.admin_addr, "0.0.0.0:9990".parse().unwrap());
-        assert_eq!(a.heartbeat_seconds, 5);
-        assert_eq!(a.presence_timeout_seconds, 15);
-        assert_eq!(a.max_sync_bytes, sync::DEFAULT_MAX_SYNC_BYTES);
-        assert_eq!(a.max_report_bytes, 2 * 1024 * 1024);
-        assert_eq!(a.log_format, LogFormat::Plain);
-        assert!(a.kubeconfig.is_none());
-        assert_eq!(a.namespace, "drbridge-system");
-        assert_eq!(a.join_addr, "0.0.0.0:8444".parse().unwrap());
-        assert_eq!(a.cert_validity, Duration::from_secs(24 * 3600));
-        assert!(!a.disable_join && !a.require_join);
-        a.validate().unwrap();
-        let a = parse(&["--cert-validity", "90s", "--namespace", "ns"]).unwrap();
-        assert_eq!(a.cert_validity, Duration::from_secs(90));
-        a.validate().unwrap();
-        assert!(
-            parse(&["--cert-validity", "5s"])
-                .unwrap()
-                .validate()
-                .is_err()
-        );
-        assert!(parse(&["--cert-validity", "soon"]).is_err());
-    }
-
-    #[test]
-    fn leader_election_flags() {
-        let a = parse(&[]).unwrap();
-        assert!(!a.leader_election);
-        assert!(a.election("h1").is_none());
-        assert_eq!(a.unacknowledged_threshold_seconds, 60);
-        let a = parse(&["--leader-election", "--namespace", "ns"]).unwrap();
-        a.validate().unwrap();
-        let e = a.election("h1").expect("election on");
-        assert_eq!(e.namespace, "ns");
-        assert_eq!(e.lease.name, "drbridge-hub");
-        assert_eq!(e.lease.identity, "h1");
-        assert_eq!(e.lease.lease_duration, Duration::from_secs(15));
-        assert_eq!(e.lease.renew_deadline, Duration::from_secs(10));
-        assert_eq!(e.lease.retry_period, Duration::from_secs(2));
-        // The leader must stop before another replica may start.
-        let a = parse(&[
-            "--leader-election",
-            "--lease-duration-seconds",
-            "10",
-            "--lease-renew-deadline-seconds",
-            "10",
-        ])
-        .unwrap();
-        assert!(
-            a.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("renew deadline")
-        );
-        // Unchecked when off.
-        let a = parse(&["--lease-renew-deadline-seconds", "99"]).unwrap();
-        a.validate().unwrap();
-    }
-
-    #[test]
-    fn tls_files_are_required() {
-        assert!(Args::try_parse_from(["drbridge-hub"]).is_err());
-    }
-
-    #[test]
-    fn validation() {
-        let a = parse(&[
-            "--heartbeat-seconds",
-            "10",
-            "--presence-timeout-seconds",
-            "15",
-        ])
-        .unwrap();
-        assert!(a.validate().unwrap_err().to_string().contains("twice"));
-        let a = parse(&["--max-sync-bytes", "1000"]).unwrap();
-        assert!(a.validate().is_err());
-        let a = parse(&["--heartbeat-seconds", "0"]).unwrap();
-        assert!(a.validate().is_err());
-        let a = parse(&["--log-format", "json", "--hub-id", "h1"]).unwrap();
-        assert_eq!(a.log_format, LogFormat::Json);
-        assert_eq!(a.hub_id(), "h1");
-    }
-
-    #[test]
-    fn epoch_is_the_start_time_in_ms() {
-        let before = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let e = start_epoch();
-        assert!(e >= before && e < before + 60_000);
     }
 }

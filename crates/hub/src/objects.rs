@@ -6,13 +6,17 @@
 //! object instead of an error in the watch, which is the `DeserializeGuard` idea
 //! with a message precise enough to show to a user on the object itself.
 
+use drbridge_api::cluster::ManagedCluster;
+use drbridge_api::view::ManagedClusterView;
+use drbridge_api::work::ManifestWork;
 use drbridge_proto::v1 as pb;
+use kube::api::ApiResource;
 use serde_json::Value;
 
 /// Finalizer the hub keeps on every dispatched ManifestWork until its agent has
 /// removed or orphaned the work's objects (OCM's name, so tools that know OCM see
 /// the usual finalizer).
-pub const WORK_FINALIZER: &str = "cluster.open-cluster-management.io/manifest-work-cleanup";
+pub const WORK_FINALIZER: &str = drbridge_api::work::consts::MANIFEST_WORK_FINALIZER;
 
 /// The one field manager of every write the hub makes.
 pub const FIELD_MANAGER: &str = "drbridge-hub";
@@ -26,22 +30,17 @@ pub const UNREACHABLE_SINCE_ANNOTATION: &str = "drbridge.io/unreachable-since";
 /// unacknowledged for longer than the hub's threshold; removed once everything is acknowledged.
 pub const UNACKNOWLEDGED_SINCE_ANNOTATION: &str = "drbridge.io/oldest-unacknowledged-since";
 
-/// Group/version/kind/plural of the watched kinds.
-pub mod gvk {
-    pub const WORK_GROUP: &str = "work.open-cluster-management.io";
-    pub const WORK_VERSION: &str = "v1";
-    pub const WORK_KIND: &str = "ManifestWork";
-    pub const WORK_PLURAL: &str = "manifestworks";
+/// The watched kinds as the API server serves them, from `drbridge-api`'s types.
+pub fn work_resource() -> ApiResource {
+    ApiResource::erase::<ManifestWork>(&())
+}
 
-    pub const VIEW_GROUP: &str = "view.open-cluster-management.io";
-    pub const VIEW_VERSION: &str = "v1beta1";
-    pub const VIEW_KIND: &str = "ManagedClusterView";
-    pub const VIEW_PLURAL: &str = "managedclusterviews";
+pub fn view_resource() -> ApiResource {
+    ApiResource::erase::<ManagedClusterView>(&())
+}
 
-    pub const CLUSTER_GROUP: &str = "cluster.open-cluster-management.io";
-    pub const CLUSTER_VERSION: &str = "v1";
-    pub const CLUSTER_KIND: &str = "ManagedCluster";
-    pub const CLUSTER_PLURAL: &str = "managedclusters";
+pub fn cluster_resource() -> ApiResource {
+    ApiResource::erase::<ManagedCluster>(&())
 }
 
 /// Namespace and name of a namespaced object.
@@ -367,6 +366,34 @@ impl ClusterObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_resources_are_the_served_kinds() {
+        let served = [
+            (
+                work_resource(),
+                "work.open-cluster-management.io/v1",
+                "ManifestWork",
+            ),
+            (
+                view_resource(),
+                "view.open-cluster-management.io/v1beta1",
+                "ManagedClusterView",
+            ),
+            (
+                cluster_resource(),
+                "cluster.open-cluster-management.io/v1",
+                "ManagedCluster",
+            ),
+        ];
+        for (r, api_version, kind) in served {
+            assert_eq!(
+                (r.api_version.as_str(), r.kind.as_str()),
+                (api_version, kind)
+            );
+            assert_eq!(r.plural, format!("{}s", kind.to_lowercase()));
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -25,7 +25,8 @@ use tracing::{debug, info};
 
 use crate::index::SharedIndex;
 use crate::leader::Leadership;
-use crate::status::{ClusterStatus, WriteOp, rfc3339};
+use crate::status::{ClusterStatus, WriteOp};
+use drbridge_model::status::rfc3339;
 
 /// What the gRPC layer tells presence.
 #[derive(Clone, Debug, PartialEq)]

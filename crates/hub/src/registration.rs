@@ -278,7 +278,7 @@ fn claim(secret: &Secret, now: DateTime<Utc>) -> Secret {
     let mut claimed = secret.clone();
     claimed.metadata.annotations.get_or_insert_default().insert(
         REDEEMING_ANNOTATION.to_owned(),
-        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        drbridge_model::status::rfc3339(now),
     );
     claimed
 }

@@ -13,13 +13,7 @@ use std::collections::HashMap;
 use drbridge_proto::v1 as pb;
 use prost::Message;
 
-use crate::index::{Desired, work_version};
-
-/// Default cap on one encoded `Sync`: under tonic's default 4 MiB decode limit, so an
-/// agent with default settings accepts every message.
-pub const DEFAULT_MAX_SYNC_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
-/// Room kept in every `Sync` for its own fields and the `HubMessage` envelope.
-pub const SYNC_OVERHEAD: usize = 1024;
+use crate::desired::{Desired, SYNC_OVERHEAD, work_version};
 
 type WorkVer = (String, i64, bool);
 type ViewVer = (String, i64);
@@ -183,6 +177,7 @@ fn push_changed_works(sent: &mut Sent, desired: &Desired, chunker: &mut Chunker<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::desired::DEFAULT_MAX_SYNC_BYTES;
     use std::sync::Arc;
 
     fn work(name: &str, uid: &str, generation: i64, bytes: usize) -> Arc<pb::Work> {

@@ -13,7 +13,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::index::{Index, SharedIndex};
 use crate::objects::{ClusterObject, ViewObject, WorkObject};
-use crate::status::{cluster_resource, view_resource, work_resource};
+use crate::objects::{cluster_resource, view_resource, work_resource};
 
 /// A kind the index holds.
 pub trait Indexed: Sized + Send + 'static {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use drbridge_hub::leader::{EPOCH_ANNOTATION, LeaseConfig, epoch_of};
 use drbridge_hub::objects::{
     ObjectKey, UNACKNOWLEDGED_SINCE_ANNOTATION, UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER,
+    cluster_resource, view_resource, work_resource,
 };
-use drbridge_hub::status::{cluster_resource, view_resource, work_resource};
 use drbridge_hub::{Hub, HubOptions, grpc, metrics::Metrics};
 use drbridge_proto::v1 as pb;
 use drbridge_proto::v1::dispatch_client::DispatchClient;
@@ -24,10 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls until `f` returns `Some`, failing the test after [`DEADLINE`].
-async fn eventually<T, Fut>(what: &str, f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
+async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
     drbridge_localenv::eventually(what, DEADLINE, f).await
 }
 

@@ -965,10 +965,8 @@ fn stop_together(mut procs: Vec<Process>) {
 
 /// An admin client from a kubeconfig file.
 pub async fn client_for(kubeconfig: &Path) -> Result<kube::Client, Error> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let mut cfg =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
+    let mut cfg = drbridge_runtime::kube_config(Some(kubeconfig), None).await?;
+    // Local control planes answer at once or not at all.
     cfg.connect_timeout = Some(Duration::from_secs(5));
     Ok(kube::Client::try_from(cfg)?)
 }

@@ -107,6 +107,8 @@ pub enum Error {
     Certs(#[from] rcgen::Error),
     #[error("kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error(transparent)]
+    KubeClient(#[from] drbridge_runtime::KubeClientError),
     #[error("kubernetes client: {0}")]
     Kube(#[from] kube::Error),
     #[error("drbridge certificates: {0}")]

@@ -1,16 +1,17 @@
 //! Waiting on a cluster's state in tests.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics naming `what`
 /// after `timeout`. Tests on real clusters wait on conditions, never on fixed
 /// sleeps; the short pause between polls only spares the API server.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
+/// `check` may be an async closure borrowing the test's state, or a closure returning a
+/// future.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {

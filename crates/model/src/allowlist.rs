@@ -5,7 +5,8 @@
 //! The agent enforces it itself, so a compromised hub cannot use it to write or read anything
 //! it likes on the managed cluster. The default is what Ramen's ManifestWorks and views need
 //! and no more, derived from Ramen's catalogue of works (`internal/controller/util/mw_util.go`,
-//! `drclusters.go`) and of views (`mcv_util.go`); contract §2.2 and §3.2.
+//! `drclusters.go`) and of views (`mcv_util.go`); docs/ramen-contract.md,
+//! "The works Ramen sends" and "The views Ramen creates".
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -282,7 +283,8 @@ fn default_views() -> Vec<ViewRule> {
 }
 
 impl Default for Allowlist {
-    /// What Ramen's hub operator sends (contract §2.2 and §2.6.7) and views (§3.2).
+    /// What Ramen's hub operator sends (docs/ramen-contract.md, "The works Ramen sends",
+    /// "Apply and delete semantics") and views ("The views Ramen creates").
     fn default() -> Self {
         let ramen = "ramendr.openshift.io";
         let olm = "operators.coreos.com";

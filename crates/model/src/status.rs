@@ -1,4 +1,4 @@
-//! Work status with the OCM work agent's exact strings (contract §2.5).
+//! Work status with the OCM work agent's exact strings (docs/ramen-contract.md, "Work status").
 //!
 //! Per manifest: `Applied` (manifestwork reconciler), `Available` (object reader) and
 //! `StatusFeedbackSynced` (status controller, only when the object could be read).

@@ -1,5 +1,5 @@
 //! ManagedClusterView texts, as the stolostron view controller writes them
-//! (`pkg/klusterlet/view/view_controller.go`, contract §3.5).
+//! (`pkg/klusterlet/view/view_controller.go`, docs/ramen-contract.md, "View status").
 //!
 //! Ramen reads a view as "absent" only when the reason is `GetResourceFailed` and the
 //! message ends with `not found`, so these strings are part of the contract.

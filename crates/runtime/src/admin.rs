@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Content type of `/metrics` (OpenMetrics text, which Prometheus scrapes natively).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

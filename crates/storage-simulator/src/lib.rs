@@ -22,30 +22,13 @@ pub mod schedule;
 pub mod types;
 pub mod validate;
 
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use drbridge_runtime::prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::info;
 
 pub use args::Args;
-
-/// A client for `kubeconfig`, or the inferred one (`$KUBECONFIG`, `~/.kube/config`,
-/// in-cluster).
-pub async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
 
 /// The binary: parses nothing (clap did), starts logging, the optional admin server and the
 /// controllers, and runs until SIGINT or SIGTERM.
@@ -81,7 +64,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
 
-    let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let client = drbridge_runtime::kube_client(args.kubeconfig.as_deref(), None).await?;
     let config = controller::Config {
         provisioner: args.provisioner.clone(),
         sync_interval: args.sync_interval,

@@ -85,12 +85,6 @@ impl ServerTls {
         self
     }
 
-    /// Bound on concurrent handshakes in [`incoming`] (at least 1).
-    pub fn with_max_concurrent_handshakes(mut self, max: usize) -> Self {
-        self.max_concurrent_handshakes = max.max(1);
-        self
-    }
-
     pub fn paths(&self) -> &TlsPaths {
         &self.reloader.paths
     }

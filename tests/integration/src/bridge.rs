@@ -280,13 +280,6 @@ impl Bridge {
         }
     }
 
-    /// Stops the hub gracefully.
-    pub async fn stop_hub(&mut self) {
-        if let Some(h) = self.hub.take() {
-            h.stop().await;
-        }
-    }
-
     /// Starts (again) the agent of `cluster`, with its durable records from the cluster.
     pub async fn start_agent(&mut self, cluster: &str) {
         assert!(

@@ -66,7 +66,14 @@ pub async fn connect<C: Cluster + Clone, S: RecordStore + Clone>(
     let task = tokio::spawn(async move {
         let (ready, _) = watch::channel(false);
         let mut stop_rx = stop_rx;
-        run_session(&a, &tx, ReceiverStream::new(hub_rx), &ready, &mut stop_rx).await
+        run_session(
+            a.session(),
+            &tx,
+            ReceiverStream::new(hub_rx),
+            &ready,
+            &mut stop_rx,
+        )
+        .await
     });
     Harness {
         agent,
@@ -209,14 +216,7 @@ pub fn view_object(s: &pb::ViewStatus) -> Option<Value> {
 
 /// Waits for `f` to hold, polling (for state outside the agent's messages).
 pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not reached in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    drbridge_localenv::eventually(what, DEADLINE, async || f().await.then_some(())).await
 }
 
 impl<C: Cluster, S: RecordStore> Harness<C, S> {

@@ -44,26 +44,9 @@ pub async fn client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> anyhow::Result<kube::Client> {
-    let options = kube::config::KubeConfigOptions {
-        context: context.map(String::from),
-        ..Default::default()
-    };
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .with_context(|| format!("loading {}", path.display()))?
-        }
-        None if context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .context("loading the kubeconfig ($KUBECONFIG or ~/.kube/config)")?,
-        None => kube::Config::infer()
-            .await
-            .context("finding the hub's kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config)")?,
-    };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    drbridge_runtime::kube_client(kubeconfig, context)
+        .await
+        .context("the hub's client (--kubeconfig, KUBECONFIG, ~/.kube/config)")
 }
 
 /// Finds a DRPC: in `namespace` first, else the only one of that name in any namespace.

@@ -3,7 +3,8 @@
 //! certificate, see `identity_from_tls`).
 
 use super::*;
-use crate::index::{Index, Limits};
+use crate::desired::Limits;
+use crate::index::Index;
 use crate::leader::Leadership;
 use crate::objects::{ClusterObject, Meta, ObjectKey, WORK_FINALIZER, WorkObject, WorkSpec};
 use drbridge_proto::v1::dispatch_client::DispatchClient;
@@ -685,8 +686,10 @@ async fn silent_agent_is_disconnected() {
 }
 
 #[tokio::test]
-async fn work_gone_and_view_status_are_forwarded() {
-    let mut h = harness(&["dr1"], vec![work("dr1", "a", 1, 1)], cfg()).await;
+async fn work_gone_goes_to_the_index_and_view_status_is_forwarded() {
+    let mut deleting = work("dr1", "a", 1, 1);
+    deleting.meta.deleting = true;
+    let mut h = harness(&["dr1"], vec![deleting], cfg()).await;
     h.index.write().apply_view(crate::objects::ViewObject {
         meta: Meta {
             namespace: "dr1".into(),
@@ -719,11 +722,13 @@ async fn work_gone_and_view_status_are_forwarded() {
             .await
             .unwrap();
     }
-    let a = h.writes.recv().await.unwrap();
+    // One reader handles both in order: once the view's report is queued, the index
+    // holds the confirmation (and emitted the release; the writer only patches).
     let b = h.writes.recv().await.unwrap();
-    assert!(matches!(a, WriteOp::Report(Report::Gone { ref cluster, .. }, _) if cluster == "dr1"));
     assert!(matches!(b, WriteOp::Report(Report::View { ref cluster, .. }, _) if cluster == "dr1"));
-    let _ = ObjectKey::new("dr1", "a");
+    let key = ObjectKey::new("dr1", "a");
+    assert!(h.index.read().work(&key).unwrap().gone_confirmed);
+    assert!(h.writes.try_recv().is_err(), "a WorkGone is not a write");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::desired::{REASON_INVALID, REASON_TOO_LARGE};
 use crate::objects::{WORK_FINALIZER, WorkSpec};
 
 fn meta(ns: &str, name: &str, uid: &str, generation: i64) -> Meta {
@@ -197,6 +198,8 @@ fn finalizer_released_only_after_confirmation_of_that_uid() {
     assert!(!f.index.mark_gone(&key, "other-uid"));
     assert!(f.index.mark_gone(&key, "a-uid"));
     assert!(f.index.work(&key).unwrap().gone_confirmed);
+    // The index emits the release itself; the writer only patches.
+    assert_eq!(f.intents(), vec![Intent::ReleaseFinalizer(key.clone())]);
     // The confirmation survives later events for the same uid.
     w.meta.resource_version = "rv-2".into();
     f.index.apply_work(w);

@@ -111,7 +111,7 @@ async fn the_first_replica_creates_the_lease_and_leads() {
     assert_eq!(spec.holder_identity.as_deref(), Some("a"));
     assert_eq!(spec.lease_transitions, Some(0));
     // The epoch continues the start-time epochs of hubs without election.
-    assert!(epoch >= crate::start_epoch() - 60_000);
+    assert!(epoch >= start_epoch() - 60_000);
     // The term lasts until the renew deadline, counted from the round's start.
     assert_eq!(a.leadership().remaining(), Some(cfg("a").renew_deadline));
     tokio::time::advance(cfg("a").renew_deadline).await;
@@ -266,4 +266,14 @@ fn config_relations() {
     let mut c = cfg("a");
     c.retry_period = c.renew_deadline;
     assert!(c.validate().is_err());
+}
+
+#[test]
+fn epoch_is_the_start_time_in_ms() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let e = start_epoch();
+    assert!(e >= before && e < before + 60_000);
 }

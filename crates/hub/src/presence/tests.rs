@@ -1,5 +1,6 @@
 use super::*;
-use crate::index::{Index, Limits};
+use crate::desired::Limits;
+use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::objects::{ClusterObject, Meta};
 

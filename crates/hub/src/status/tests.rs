@@ -1,5 +1,9 @@
 use super::*;
-use crate::index::{REASON_TOO_LARGE, Rejection};
+use crate::desired::{REASON_TOO_LARGE, Rejection};
+use crate::index::{Intent, WorkEntry};
+use crate::objects::{Meta, ObjectKey, UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER};
+use drbridge_proto::v1 as pb;
+use serde_json::json;
 use std::sync::Arc;
 
 const NOW: &str = "2026-11-27T10:00:00Z";
@@ -590,24 +594,4 @@ fn pending_coalesces_per_object_in_fifo_order() {
     );
     assert!(p.pop().is_none());
     assert!(p.is_empty());
-}
-
-#[test]
-fn pending_never_loses_a_work_gone() {
-    let mut p = Pending::default();
-    let gone = WriteOp::Report(
-        Report::Gone {
-            cluster: "dr1".into(),
-            gone: pb::WorkGone {
-                name: "a".into(),
-                uid: "u".into(),
-            },
-        },
-        Charge::none(),
-    );
-    p.push(gone.clone());
-    p.push(WriteOp::Intent(Intent::AddFinalizer(ObjectKey::new(
-        "dr1", "a",
-    ))));
-    assert_eq!(p.pop(), Some(gone));
 }
