@@ -90,6 +90,10 @@ pub(crate) struct Shared<C: Cluster, S: RecordStore> {
     records: Mutex<HashMap<String, WorkRecord>>,
     /// Generation whose spec the agent holds in memory, per work (what Hello reports).
     specs: Mutex<HashMap<String, i64>>,
+    /// The uid of each work this process answered gone (deleted, or nothing to delete): a
+    /// deletion is never undone, so a later spec for that uid (a new leader whose watch lags
+    /// behind the old one's) must not bring the work back, unrecorded by the hub.
+    gone: Mutex<HashMap<String, String>>,
     status: Mutex<HashMap<String, StatusState>>,
     dirty: Mutex<BTreeSet<String>>,
     dirty_notify: Notify,
@@ -216,6 +220,7 @@ impl<C: Cluster, S: RecordStore> Works<C, S> {
                         .collect(),
                 ),
                 specs: Mutex::default(),
+                gone: Mutex::default(),
                 status: Mutex::default(),
                 dirty: Mutex::default(),
                 dirty_notify: Notify::new(),
@@ -354,6 +359,12 @@ impl<C: Cluster, S: RecordStore> Shared<C, S> {
         self.dirty_notify.notify_one();
     }
 
+    /// Answers the hub that a work is gone, and remembers it (see `gone`).
+    fn mark_gone(&self, name: &str, uid: &str) {
+        self.gone.lock().insert(name.to_string(), uid.to_string());
+        self.outbox.gone(name, uid);
+    }
+
     fn other_records(&self, name: &str) -> Vec<Vec<ResourceKey>> {
         self.records
             .lock()
@@ -365,6 +376,7 @@ impl<C: Cluster, S: RecordStore> Shared<C, S> {
 
     async fn put_record(&self, record: &WorkRecord) -> Result<(), crate::record::StoreError> {
         self.store.put(record).await?;
+        self.gone.lock().remove(&record.name);
         self.records
             .lock()
             .insert(record.name.clone(), record.clone());
@@ -514,11 +526,23 @@ async fn actor<C: Cluster, S: RecordStore>(
             }
         };
         let work = pending.work.clone();
-        let held = shared.records.lock().get(&name).map(|r| Held {
-            uid: r.uid.clone(),
-            generation: r.generation,
-            deleting: r.deleting,
-        });
+        let held = shared
+            .records
+            .lock()
+            .get(&name)
+            .map(|r| Held {
+                uid: r.uid.clone(),
+                generation: r.generation,
+                deleting: r.deleting,
+            })
+            .or_else(|| {
+                // A work answered gone is held as deleting: its spec is not applied again.
+                shared.gone.lock().get(&name).map(|uid| Held {
+                    uid: uid.clone(),
+                    generation: 0,
+                    deleting: true,
+                })
+            });
         let offered = Offered {
             uid: work.uid.clone(),
             generation: work.generation,
@@ -550,7 +574,7 @@ async fn actor<C: Cluster, S: RecordStore>(
                     warn!(held_uid = %h.uid, offered_uid = %work.uid, "delete for another incarnation of the work; keeping the record");
                 }
                 done(pending);
-                shared.outbox.gone(&name, &work.uid);
+                shared.mark_gone(&name, &work.uid);
             }
             Decision::Apply | Decision::Reapply | Decision::Replace => {
                 let started = std::time::Instant::now();
@@ -830,7 +854,7 @@ async fn delete_work<C: Cluster, S: RecordStore>(
         for t in pending.recorded {
             let _ = t.send(());
         }
-        shared.outbox.gone(name, &work.uid);
+        shared.mark_gone(name, &work.uid);
         return Ok(());
     };
     // The hub's latest delete option wins (Ramen sets Orphan just before deleting).
@@ -929,7 +953,7 @@ async fn delete_work<C: Cluster, S: RecordStore>(
     shared.metrics.works.set(shared.records.lock().len() as i64);
     shared.specs.lock().remove(name);
     shared.status.lock().remove(name);
-    shared.outbox.gone(name, &record.uid);
+    shared.mark_gone(name, &record.uid);
     info!("work deleted");
     Ok(())
 }
