@@ -344,7 +344,7 @@ impl World {
     }
 
     /// A message arrives at an agent.
-    fn to_agent(&mut self, conn: u64, bytes: &[u8]) -> Result<(), Violation> {
+    fn arrive_at_agent(&mut self, conn: u64, bytes: &[u8]) -> Result<(), Violation> {
         let s = self.conns[&conn].spoke;
         let name = self.spokes[s].name.clone();
         let msg = match pb::HubMessage::decode(bytes) {
@@ -483,7 +483,7 @@ impl World {
 
     // ------------------------------------------------------------ hub
 
-    fn to_hub(&mut self, conn: u64, bytes: &[u8]) -> Result<(), Violation> {
+    fn arrive_at_hub(&mut self, conn: u64, bytes: &[u8]) -> Result<(), Violation> {
         let r = self.conns[&conn].replica;
         let Ok(msg) = pb::AgentMessage::decode(bytes) else {
             self.close_hub_side(conn);
@@ -697,9 +697,9 @@ impl World {
         self.stats.messages += 1;
         self.mix((conn, up, digest_of(up, &bytes)));
         if up {
-            self.to_hub(conn, &bytes)
+            self.arrive_at_hub(conn, &bytes)
         } else {
-            self.to_agent(conn, &bytes)
+            self.arrive_at_agent(conn, &bytes)
         }
     }
 
