@@ -1016,11 +1016,18 @@ impl World {
                 match &record {
                     None => {}
                     Some(r) if r.uid == uid && r.generation <= want && !r.deleting => {
+                        // Also whatever the record lists: an apply cut short by a crash
+                        // recorded its generation (before applying, the union with the
+                        // previous one's objects) and never deleted what it dropped; with no
+                        // valid spec to send, the hub cannot have it finished. The next valid
+                        // generation, or the work's deletion, removes them.
                         let kept = inc
                             .generations
                             .get(&r.generation)
                             .cloned()
-                            .unwrap_or_default();
+                            .unwrap_or_default()
+                            .into_iter()
+                            .chain(r.resources.iter().map(|a| a.name.clone()));
                         for obj in kept {
                             expected.entry(ns.to_string()).or_default().insert(obj);
                         }

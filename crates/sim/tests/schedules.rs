@@ -6,7 +6,7 @@
 use drbridge_sim::{Config, run, run_traced};
 
 /// Seeds that once failed (shrunk), run every time.
-const REGRESSIONS: &[u64] = &[1380];
+const REGRESSIONS: &[u64] = &[1380, 2623];
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
