@@ -167,9 +167,13 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// A new session: everything known is sent again.
+    /// A new session: everything known is sent again, except the acks of the old stream.
+    /// Sync ids restart with each stream, so an old id would acknowledge the new stream's
+    /// sync of that number before its works are recorded; what the old stream left
+    /// unacknowledged, the new stream's resync sends again.
     pub fn resend_all(&self) {
         let mut i = self.inner.lock();
+        i.acks.clear();
         i.works.resend_all();
         i.views.resend_all();
         drop(i);
@@ -244,6 +248,21 @@ mod tests {
         let out = o.drain();
         assert!(matches!(&out[0].body, Some(Body::WorkGone(g)) if g.name == "a"));
         assert!(o.work("a").is_none());
+    }
+
+    /// A stream that ended between an ack and the next drain left the ack behind: sent on
+    /// the next stream, it would acknowledge that stream's sync of the same id.
+    #[test]
+    fn a_new_session_does_not_send_the_old_streams_acks() {
+        let o = Outbox::default();
+        o.put_work(ws("a", 1));
+        o.ack(1);
+        o.resend_all();
+        let out = o.drain();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(matches!(&out[0].body, Some(Body::WorkStatus(_))));
+        o.ack(1);
+        assert!(matches!(&o.drain()[..], [m] if matches!(&m.body, Some(Body::SyncAck(_)))));
     }
 
     #[test]

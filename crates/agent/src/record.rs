@@ -65,9 +65,21 @@ pub trait RecordStore: Send + Sync + 'static {
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<String, WorkRecord>>>,
     epoch: Arc<Mutex<u64>>,
+    /// How many of the next puts fail.
+    failing_puts: Arc<Mutex<u32>>,
 }
 
 impl MemoryStore {
+    /// The next `n` puts fail (a store that is unreachable for a while).
+    pub fn fail_puts(&self, n: u32) {
+        *self.failing_puts.lock() = n;
+    }
+
+    /// How many of the next puts still fail.
+    pub fn failing_puts(&self) -> u32 {
+        *self.failing_puts.lock()
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, WorkRecord> {
         self.records.lock().clone()
     }
@@ -83,6 +95,13 @@ impl RecordStore for MemoryStore {
         Ok(self.records.lock().values().cloned().collect())
     }
     async fn put(&self, record: &WorkRecord) -> Result<(), StoreError> {
+        {
+            let mut failing = self.failing_puts.lock();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(StoreError("injected failure".into()));
+            }
+        }
         self.records
             .lock()
             .insert(record.name.clone(), record.clone());

@@ -127,33 +127,11 @@ where
             Ok(Some(Ok(other))) => return closed(format!("expected Welcome, got {other:?}")),
         },
     };
-    if welcome.cluster != agent.cluster_name {
-        error!(hub_says = %welcome.cluster, agent = %agent.cluster_name, "the hub knows this agent under another cluster name");
+    if let Err(end) = accept_welcome(agent, &welcome).await {
         return Outcome {
-            end: SessionEnd::WrongCluster {
-                hub_says: welcome.cluster,
-            },
+            end,
             welcomed: false,
         };
-    }
-    let accepted = agent.works.max_epoch();
-    match agent.works.accept_epoch(welcome.epoch).await {
-        Ok(true) => {}
-        Ok(false) => {
-            error!(hub = %welcome.hub_id, offered = welcome.epoch, accepted, "refusing a hub with an older epoch (stale writer)");
-            return Outcome {
-                end: SessionEnd::StaleHub {
-                    offered: welcome.epoch,
-                    accepted,
-                },
-                welcomed: false,
-            };
-        }
-        // Fail closed: a hub accepted but not recorded could be forgotten by a restart.
-        Err(e) => {
-            error!(error = %e, offered = welcome.epoch, "cannot record the hub's epoch; not accepting it");
-            return closed(format!("cannot record the hub's epoch: {e}"));
-        }
     }
     info!(hub = %welcome.hub_id, epoch = welcome.epoch, heartbeat_seconds = welcome.heartbeat_seconds, "connected to the hub");
     let metrics = agent.metrics.clone();
@@ -165,6 +143,87 @@ where
     Outcome {
         end,
         welcomed: true,
+    }
+}
+
+/// Checks a `Welcome`: the cluster name the hub read from the certificate, and the hub's
+/// epoch, recorded durably before it is accepted. `Err` is why the session must end.
+pub async fn accept_welcome<C: Cluster, S: RecordStore>(
+    agent: SessionContext<'_, C, S>,
+    welcome: &pb::Welcome,
+) -> Result<(), SessionEnd> {
+    if welcome.cluster != agent.cluster_name {
+        error!(hub_says = %welcome.cluster, agent = %agent.cluster_name, "the hub knows this agent under another cluster name");
+        return Err(SessionEnd::WrongCluster {
+            hub_says: welcome.cluster.clone(),
+        });
+    }
+    let accepted = agent.works.max_epoch();
+    match agent.works.accept_epoch(welcome.epoch).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            error!(hub = %welcome.hub_id, offered = welcome.epoch, accepted, "refusing a hub with an older epoch (stale writer)");
+            Err(SessionEnd::StaleHub {
+                offered: welcome.epoch,
+                accepted,
+            })
+        }
+        // Fail closed: a hub accepted but not recorded could be forgotten by a restart.
+        Err(e) => {
+            error!(error = %e, offered = welcome.epoch, "cannot record the hub's epoch; not accepting it");
+            Err(SessionEnd::Closed(format!(
+                "cannot record the hub's epoch: {e}"
+            )))
+        }
+    }
+}
+
+/// What one stream has been sent so far, for the end of the initial resync.
+#[derive(Debug, Default)]
+pub struct Seen {
+    views: HashSet<String>,
+    works: HashSet<String>,
+}
+
+/// Hands one `Sync` to the works and views. The future resolves to the sync's id once every
+/// work in it is recorded durably, which is when it may be acknowledged.
+pub fn handle_sync<C: Cluster, S: RecordStore>(
+    agent: SessionContext<'_, C, S>,
+    sync: pb::Sync,
+    seen: &mut Seen,
+) -> impl std::future::Future<Output = u64> + Send + 'static {
+    debug!(
+        sync_id = sync.sync_id,
+        works = sync.works.len(),
+        views = sync.views.len(),
+        removed = sync.removed_views.len(),
+        done = sync.initial_sync_done,
+        "sync"
+    );
+    let mut waits = Vec::with_capacity(sync.works.len());
+    for w in sync.works {
+        seen.works.insert(w.name.clone());
+        waits.push(agent.works.offer(w));
+    }
+    for v in &sync.views {
+        seen.views.insert(v.name.clone());
+        agent.views.upsert(v);
+    }
+    for name in &sync.removed_views {
+        seen.views.remove(name);
+        agent.views.remove(name);
+    }
+    if sync.initial_sync_done {
+        agent.views.retain(&seen.views);
+        crate::works::log_unmentioned(&agent.works.without_spec(), &seen.works);
+    }
+    agent.metrics.views.set(agent.views.len() as i64);
+    let id = sync.sync_id;
+    async move {
+        // A dropped sender means a newer message for the same work
+        // superseded this one; its recording covers this.
+        futures::future::join_all(waits).await;
+        id
     }
 }
 
@@ -189,8 +248,7 @@ where
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.reset();
     let mut acks = FuturesUnordered::new();
-    let mut seen_views: HashSet<String> = HashSet::new();
-    let mut mentioned: HashSet<String> = HashSet::new();
+    let mut seen = Seen::default();
     outbox.resend_all();
 
     let send = |m: pb::AgentMessage| {
@@ -228,33 +286,7 @@ where
                 };
                 match msg.body {
                     Some(pb::hub_message::Body::Sync(sync)) => {
-                        debug!(sync_id = sync.sync_id, works = sync.works.len(), views = sync.views.len(),
-                               removed = sync.removed_views.len(), done = sync.initial_sync_done, "sync");
-                        let mut waits = Vec::with_capacity(sync.works.len());
-                        for w in sync.works {
-                            mentioned.insert(w.name.clone());
-                            waits.push(agent.works.offer(w));
-                        }
-                        for v in &sync.views {
-                            seen_views.insert(v.name.clone());
-                            agent.views.upsert(v);
-                        }
-                        for name in &sync.removed_views {
-                            seen_views.remove(name);
-                            agent.views.remove(name);
-                        }
-                        if sync.initial_sync_done {
-                            agent.views.retain(&seen_views);
-                            crate::works::log_unmentioned(&agent.works.without_spec(), &mentioned);
-                        }
-                        metrics.views.set(agent.views.len() as i64);
-                        let id = sync.sync_id;
-                        acks.push(async move {
-                            // A dropped sender means a newer message for the same work
-                            // superseded this one; its recording covers this.
-                            futures::future::join_all(waits).await;
-                            id
-                        });
+                        acks.push(handle_sync(agent, sync, &mut seen));
                     }
                     Some(pb::hub_message::Body::Heartbeat(_)) => {}
                     Some(pb::hub_message::Body::Welcome(w)) => warn!(hub = %w.hub_id, "unexpected second Welcome; ignored"),

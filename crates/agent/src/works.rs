@@ -88,6 +88,10 @@ pub(crate) struct Shared<C: Cluster, S: RecordStore> {
     records: Mutex<HashMap<String, WorkRecord>>,
     /// Generation whose spec the agent holds in memory, per work (what Hello reports).
     specs: Mutex<HashMap<String, i64>>,
+    /// The uid of each work this process answered gone (deleted, or nothing to delete): a
+    /// deletion is never undone, so a later spec for that uid (a new leader whose watch lags
+    /// behind the old one's) must not bring the work back, unrecorded by the hub.
+    gone: Mutex<HashMap<String, String>>,
     status: Mutex<HashMap<String, StatusState>>,
     dirty: Mutex<BTreeSet<String>>,
     dirty_notify: Notify,
@@ -214,6 +218,7 @@ impl<C: Cluster, S: RecordStore> Works<C, S> {
                         .collect(),
                 ),
                 specs: Mutex::default(),
+                gone: Mutex::default(),
                 status: Mutex::default(),
                 dirty: Mutex::default(),
                 dirty_notify: Notify::new(),
@@ -325,22 +330,10 @@ impl<C: Cluster, S: RecordStore> Works<C, S> {
                 m
             }
         };
-        {
-            let mut p = mailbox.pending.lock();
-            match p.as_mut() {
-                // The latest spec wins; everyone waiting is answered by its recording.
-                Some(pending) => {
-                    pending.work = work;
-                    pending.recorded.push(tx);
-                }
-                None => {
-                    *p = Some(Pending {
-                        work,
-                        recorded: vec![tx],
-                    })
-                }
-            }
-        }
+        mailbox.put_later(Pending {
+            work,
+            recorded: vec![tx],
+        });
         mailbox.notify.notify_one();
         rx
     }
@@ -350,6 +343,12 @@ impl<C: Cluster, S: RecordStore> Shared<C, S> {
     fn mark_dirty(&self, names: impl IntoIterator<Item = String>) {
         self.dirty.lock().extend(names);
         self.dirty_notify.notify_one();
+    }
+
+    /// Answers the hub that a work is gone, and remembers it (see `gone`).
+    fn mark_gone(&self, name: &str, uid: &str) {
+        self.gone.lock().insert(name.to_string(), uid.to_string());
+        self.outbox.gone(name, uid);
     }
 
     fn other_records(&self, name: &str) -> Vec<Vec<ResourceKey>> {
@@ -363,6 +362,7 @@ impl<C: Cluster, S: RecordStore> Shared<C, S> {
 
     async fn put_record(&self, record: &WorkRecord) -> Result<(), crate::record::StoreError> {
         self.store.put(record).await?;
+        self.gone.lock().remove(&record.name);
         self.records
             .lock()
             .insert(record.name.clone(), record.clone());
@@ -512,11 +512,23 @@ async fn actor<C: Cluster, S: RecordStore>(
             }
         };
         let work = pending.work.clone();
-        let held = shared.records.lock().get(&name).map(|r| Held {
-            uid: r.uid.clone(),
-            generation: r.generation,
-            deleting: r.deleting,
-        });
+        let held = shared
+            .records
+            .lock()
+            .get(&name)
+            .map(|r| Held {
+                uid: r.uid.clone(),
+                generation: r.generation,
+                deleting: r.deleting,
+            })
+            .or_else(|| {
+                // A work answered gone is held as deleting: its spec is not applied again.
+                shared.gone.lock().get(&name).map(|uid| Held {
+                    uid: uid.clone(),
+                    generation: 0,
+                    deleting: true,
+                })
+            });
         let offered = Offered {
             uid: work.uid.clone(),
             generation: work.generation,
@@ -548,7 +560,7 @@ async fn actor<C: Cluster, S: RecordStore>(
                     warn!(held_uid = %h.uid, offered_uid = %work.uid, "delete for another incarnation of the work; keeping the record");
                 }
                 done(pending);
-                shared.outbox.gone(&name, &work.uid);
+                shared.mark_gone(&name, &work.uid);
             }
             Decision::Apply | Decision::Reapply | Decision::Replace => {
                 let started = std::time::Instant::now();
@@ -588,14 +600,65 @@ async fn actor<C: Cluster, S: RecordStore>(
     }
 }
 
+/// Whether `later`, arriving after `earlier` for the same work, must not replace it: the same
+/// fencing as against the record (an older generation of the uid, or a spec of a uid being
+/// deleted). Arrival order alone would let an older generation that arrives later (a hub
+/// replica whose relist went back in time, a lagging new leader) displace a newer one, and
+/// the older one's recording would answer as recorded a sync that sent the newer.
+fn keeps_earlier(earlier: &pb::Work, later: &pb::Work) -> bool {
+    let held = Held {
+        uid: earlier.uid.clone(),
+        generation: earlier.generation,
+        deleting: earlier.deleting,
+    };
+    let offered = Offered {
+        uid: later.uid.clone(),
+        generation: later.generation,
+        deleting: later.deleting,
+    };
+    matches!(
+        decide(Some(&held), &offered),
+        Decision::Stale | Decision::IgnoreWhileDeleting
+    )
+}
+
+/// Two messages for one work, coalesced: the one the fencing prefers (the later one unless
+/// [`keeps_earlier`]), answering everyone waiting for either.
+fn coalesce(earlier: Pending, later: Pending) -> Pending {
+    let mut recorded = earlier.recorded;
+    recorded.extend(later.recorded);
+    let work = if keeps_earlier(&earlier.work, &later.work) {
+        earlier.work
+    } else {
+        later.work
+    };
+    Pending { work, recorded }
+}
+
+impl Mailbox {
+    /// Puts a message that arrived after whatever is waiting.
+    fn put_later(&self, later: Pending) {
+        let mut p = self.pending.lock();
+        *p = Some(match p.take() {
+            Some(earlier) => coalesce(earlier, later),
+            None => later,
+        });
+    }
+
+    /// Puts back a message whose recording failed, which arrived before whatever is waiting.
+    fn put_back(&self, earlier: Pending) {
+        let mut p = self.pending.lock();
+        *p = Some(match p.take() {
+            Some(later) => coalesce(earlier, later),
+            None => earlier,
+        });
+    }
+}
+
 async fn retry(mailbox: &Mailbox, pending: Pending, attempt: &mut u32) {
     tokio::time::sleep(store_backoff(*attempt)).await;
     *attempt += 1;
-    let mut p = mailbox.pending.lock();
-    match p.as_mut() {
-        Some(newer) => newer.recorded.extend(pending.recorded),
-        None => *p = Some(pending),
-    }
+    mailbox.put_back(pending);
 }
 
 /// The uid to record when the work owns the object of a prepared manifest, `None` when it does
@@ -828,7 +891,7 @@ async fn delete_work<C: Cluster, S: RecordStore>(
         for t in pending.recorded {
             let _ = t.send(());
         }
-        shared.outbox.gone(name, &work.uid);
+        shared.mark_gone(name, &work.uid);
         return Ok(());
     };
     // The hub's latest delete option wins (Ramen sets Orphan just before deleting).
@@ -927,7 +990,7 @@ async fn delete_work<C: Cluster, S: RecordStore>(
     shared.metrics.works.set(shared.records.lock().len() as i64);
     shared.specs.lock().remove(name);
     shared.status.lock().remove(name);
-    shared.outbox.gone(name, &record.uid);
+    shared.mark_gone(name, &record.uid);
     info!("work deleted");
     Ok(())
 }
@@ -954,5 +1017,116 @@ async fn wait_gone<C: Cluster>(cluster: &C, t: &Target, uid: &str) {
 pub fn log_unmentioned(names: &[String], mentioned: &HashSet<String>) {
     for n in names.iter().filter(|n| !mentioned.contains(*n)) {
         warn!(work = %n, "the hub did not send this recorded work; keeping its objects and record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::MemoryStore;
+    use crate::testing::FakeCluster;
+    use serde_json::{Value, json};
+
+    fn spec(generation: i64, deleting: bool) -> pb::Work {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "ns"}, "data": {"generation": generation.to_string()}});
+        pb::Work {
+            name: "w".into(),
+            uid: "u".into(),
+            generation,
+            manifests: vec![serde_json::to_vec(&cm).unwrap()],
+            deleting,
+            ..Default::default()
+        }
+    }
+
+    async fn start(store: &MemoryStore) -> (FakeCluster, Works<FakeCluster, MemoryStore>) {
+        let cluster = FakeCluster::new();
+        let mut cfg = WorkConfig::default();
+        cfg.policy.allowlist = Allowlist::allow_all();
+        cfg.reapply = None;
+        let works = Works::start(
+            Arc::new(cluster.clone()),
+            Arc::new(store.clone()),
+            cfg,
+            Arc::new(Outbox::default()),
+            Metrics::default(),
+        )
+        .await
+        .unwrap();
+        (cluster, works)
+    }
+
+    /// Offers `before` (and waits until it is recorded), then `first` and `second` with no
+    /// await in between, so that they meet in the mailbox; waits until both are answered.
+    async fn offer_together(
+        before: Option<pb::Work>,
+        first: pb::Work,
+        second: pb::Work,
+    ) -> (FakeCluster, MemoryStore) {
+        let store = MemoryStore::default();
+        let (cluster, works) = start(&store).await;
+        if let Some(w) = before {
+            works.offer(w).await.unwrap();
+        }
+        let a = works.offer(first);
+        let b = works.offer(second);
+        a.await.unwrap();
+        b.await.unwrap();
+        (cluster, store)
+    }
+
+    fn generation(store: &MemoryStore) -> Option<i64> {
+        store.snapshot().get("w").map(|r| r.generation)
+    }
+
+    fn data(cluster: &FakeCluster) -> Option<Value> {
+        cluster
+            .object("ConfigMap", "ns", "a")
+            .map(|a| a["data"]["generation"].clone())
+    }
+
+    /// Found by the simulation: sync 3 (generation 3) and sync 4 (generation 4) met in the
+    /// mailbox in the other order; generation 3 replaced 4 and its recording answered both
+    /// syncs, so the hub took generation 4 as recorded while the agent held 3.
+    #[tokio::test]
+    async fn an_older_spec_arriving_later_does_not_replace_a_waiting_newer_one() {
+        let (cluster, store) = offer_together(None, spec(4, false), spec(3, false)).await;
+        assert_eq!(generation(&store), Some(4));
+        assert_eq!(data(&cluster), Some(json!("4")));
+        // A newer one arriving later does.
+        let (cluster, store) = offer_together(None, spec(1, false), spec(2, false)).await;
+        assert_eq!(generation(&store), Some(2));
+        assert_eq!(data(&cluster), Some(json!("2")));
+    }
+
+    #[tokio::test]
+    async fn a_spec_arriving_after_its_delete_does_not_replace_it() {
+        let (cluster, store) =
+            offer_together(Some(spec(1, false)), spec(1, true), spec(2, false)).await;
+        // Deleting or deleted by now; never generation 2.
+        let record = store.snapshot().get("w").cloned();
+        assert!(record.is_none_or(|r| r.deleting));
+        let d = data(&cluster);
+        assert!(d.as_ref().is_none_or(|d| d == "1"), "{d:?}");
+    }
+
+    /// The same when the newer one failed to be recorded and waits to be retried: an older
+    /// one arriving meanwhile does not take its place.
+    #[tokio::test]
+    async fn an_older_spec_arriving_during_a_retry_does_not_replace_the_newer_one() {
+        let store = MemoryStore::default();
+        store.fail_puts(1);
+        let (cluster, works) = start(&store).await;
+        let a = works.offer(spec(4, false));
+        // The actor tries to record generation 4, fails, and waits before retrying.
+        while store.failing_puts() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let b = works.offer(spec(3, false));
+        a.await.unwrap();
+        b.await.unwrap();
+        assert_eq!(generation(&store), Some(4));
+        assert_eq!(data(&cluster), Some(json!("4")));
     }
 }

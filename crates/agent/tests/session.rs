@@ -711,3 +711,36 @@ async fn oversized_work_fails_clearly() {
     h.status("small", all_available).await;
     h.stop().await;
 }
+
+/// Found by the simulation (crates/sim): the hub sent a work's delete, the agent (holding
+/// nothing) answered gone and the hub released the work; then a new leader whose watch lagged
+/// sent that uid's spec again. Applied, its objects would have stayed for ever, recorded for a
+/// work the hub no longer has and so never deletes.
+#[tokio::test]
+async fn a_spec_after_the_delete_of_its_uid_is_not_applied() {
+    let mut h = start(new_cluster(), MemoryStore::default(), 1).await;
+    let id = h
+        .sync(
+            vec![deleting(
+                "w1",
+                "u1",
+                2,
+                pb::delete_option::Policy::Foreground,
+            )],
+            vec![],
+            vec![],
+            true,
+        )
+        .await;
+    h.ack(id).await;
+    assert_eq!(h.gone("w1").await.uid, "u1");
+    h.send(vec![work("w1", "u1", 2, vec![cm("a", json!({"k": "v"}))])])
+        .await;
+    assert!(h.store.snapshot().is_empty(), "no record of a deleted uid");
+    assert!(h.cluster.object("ConfigMap", "ns", "a").is_none());
+    // Another incarnation of the name is a new work and is applied.
+    h.send(vec![work("w1", "u2", 1, vec![cm("a", json!({"k": "v"}))])])
+        .await;
+    assert_eq!(h.store.snapshot()["w1"].uid, "u2");
+    h.stop().await;
+}

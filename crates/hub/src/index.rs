@@ -112,7 +112,7 @@ impl Synced {
 #[derive(Debug)]
 pub struct Index {
     limits: Limits,
-    namespaces: HashMap<String, Namespace>,
+    namespaces: BTreeMap<String, Namespace>,
     clusters: BTreeMap<String, ClusterObject>,
     synced: Synced,
     ready: watch::Sender<bool>,
@@ -126,7 +126,7 @@ impl Index {
     pub fn new(limits: Limits, intents: Option<mpsc::Sender<Intent>>, metrics: Metrics) -> Self {
         Self {
             limits,
-            namespaces: HashMap::new(),
+            namespaces: BTreeMap::new(),
             clusters: BTreeMap::new(),
             synced: Synced::default(),
             ready: watch::Sender::new(false),
