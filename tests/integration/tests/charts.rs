@@ -560,6 +560,12 @@ fn hub_chart_lints_and_renders_least_privilege_replicas_with_a_leader() {
             "leaderElection.leaseDurationSeconds=0",
             "leaseDurationSeconds",
         ),
+        (
+            "prometheusRule.deliveryP99Seconds=fast",
+            "deliveryP99Seconds",
+        ),
+        ("prometheusRule.deliveryP99Seconds=0", "deliveryP99Seconds"),
+        ("prometheusRule.latencyFor=15", "latencyFor"),
     ] {
         let err = helm_err(home, &["template", "x", &hub, "--set", set]);
         assert!(err.contains(what), "--set {set}: {err}");
