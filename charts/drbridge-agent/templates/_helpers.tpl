@@ -102,3 +102,8 @@ drbridge_model::Allowlist.
 {{- define "drbridge-agent.joinTokenKey" -}}
 {{- if .Values.join.tokenSecret.name }}{{ .Values.join.tokenSecret.key }}{{ else }}token{{ end }}
 {{- end }}
+
+{{/* PromQL label matchers of this agent's series: prometheusRule.selector, or the release namespace. */}}
+{{- define "drbridge-agent.metricsSelector" -}}
+{{- .Values.prometheusRule.selector | default (printf "namespace=\"%s\"" .Release.Namespace) }}
+{{- end }}

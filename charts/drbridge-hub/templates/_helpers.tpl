@@ -61,3 +61,8 @@ app.kubernetes.io/component: hub
 {{- define "drbridge-hub.caSecretName" -}}
 {{- default .Values.tls.secretName .Values.tls.clientCA.secretName }}
 {{- end }}
+
+{{/* PromQL label matchers of this hub's series: prometheusRule.selector, or the ServiceMonitor's job. */}}
+{{- define "drbridge-hub.metricsSelector" -}}
+{{- .Values.prometheusRule.selector | default (printf "job=\"%s-admin\", namespace=\"%s\"" (include "drbridge-hub.fullname" .) .Release.Namespace) }}
+{{- end }}

@@ -12,7 +12,7 @@ use drbridge_localenv::{Env, EnvOptions, EnvState, Lifetime, Progress, process::
 pub enum EnvCommand {
     /// Start the clusters (building the control-plane binaries on first use).
     Up(UpArgs),
-    /// Build (first time) or find the pinned control-plane binaries and helm, and print where they are.
+    /// Build (first time) or find the pinned control-plane binaries, helm and promtool, and print where they are.
     Prepare(PrepareArgs),
     /// Show what runs.
     Status(DirArg),
@@ -148,12 +148,20 @@ async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
     }
     let cache = drbridge_localenv::cache_dir();
     let printer = progress_printer();
-    let (tc, helm) = tokio::task::spawn_blocking(move || {
-        // helm is independent of the control planes: build it beside them.
+    let (tc, (helm, promtool)) = tokio::task::spawn_blocking(move || {
+        // helm and promtool (the charts' tests) are independent of the control planes: build
+        // them beside them, one after the other, as two cores allow.
         std::thread::scope(|s| {
-            let helm = s.spawn(|| drbridge_localenv::ensure_helm(&cache, &printer));
+            let tools = s.spawn(|| {
+                let helm = drbridge_localenv::ensure_helm(&cache, &printer)?;
+                let promtool = drbridge_localenv::ensure_promtool(&cache, &printer)?;
+                Ok::<_, drbridge_localenv::Error>((helm, promtool))
+            });
             let tc = drbridge_localenv::ensure_toolchain(&cache, &printer);
-            Ok::<_, drbridge_localenv::Error>((tc?, helm.join().expect("helm build thread")?))
+            Ok::<_, drbridge_localenv::Error>((
+                tc?,
+                tools.join().expect("helm and promtool build thread")?,
+            ))
         })
     })
     .await??;
@@ -166,6 +174,7 @@ async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
     println!("kube-scheduler:          {}", tc.kube_scheduler.display());
     println!("kubectl:                 {}", tc.kubectl.display());
     println!("helm:                    {}", helm.display());
+    println!("promtool:                {}", promtool.display());
     Ok(())
 }
 

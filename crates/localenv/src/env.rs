@@ -54,6 +54,14 @@ pub fn ensure_helm(cache: &Path, progress: &dyn Fn(Progress)) -> Result<PathBuf,
     Ok(releases::helm().ensure(cache, progress)?.join("helm"))
 }
 
+/// Builds (first time) or finds (afterwards) the pinned promtool, which checks and
+/// unit-tests the charts' alerting rules.
+pub fn ensure_promtool(cache: &Path, progress: &dyn Fn(Progress)) -> Result<PathBuf, Error> {
+    Ok(releases::promtool()
+        .ensure(cache, progress)?
+        .join("promtool"))
+}
+
 /// What to start. Made with [`EnvOptions::new`], then fields changed: new
 /// options keep their defaults for existing callers.
 #[derive(Clone, Debug)]

@@ -32,6 +32,8 @@ pub struct GoProgram {
     pub packages: Vec<(String, String)>,
     /// Extra `-ldflags`.
     pub ldflags: String,
+    /// Build tags (`-tags`), e.g. to leave out optional parts of a program.
+    pub tags: Vec<String>,
     /// The `go` directive of the generated go.mod.
     pub go_directive: &'static str,
 }
@@ -67,6 +69,10 @@ impl GoProgram {
             h.update(bin);
         }
         h.update(&self.ldflags);
+        // Only when set, so programs without tags keep the keys of their existing builds.
+        if !self.tags.is_empty() {
+            h.update(self.tags.join(","));
+        }
         hex::encode(&h.finalize()[..6])
     }
 
@@ -176,6 +182,7 @@ impl GoProgram {
             .args(["build", "-v", "-o"])
             .arg(out_dir)
             .arg(format!("-ldflags={}", self.ldflags))
+            .args((!self.tags.is_empty()).then(|| format!("-tags={}", self.tags.join(","))))
             .args(self.packages.iter().map(|(pkg, _)| pkg))
             // The go.mod above is complete but has no go.sum yet; let go
             // record checksums as it resolves, and never fetch a toolchain.
@@ -307,6 +314,7 @@ mod tests {
             replaces: vec![("example.com/b".into(), "v0.2.3".into())],
             packages: vec![("example.com/a/cmd/a".into(), "a".into())],
             ldflags: "-s -w".into(),
+            tags: Vec::new(),
             go_directive: "1.26.0",
         }
     }
@@ -329,6 +337,9 @@ mod tests {
             a.bin_dir(Path::new("/c")),
             program().bin_dir(Path::new("/c"))
         );
+        let mut c = program();
+        c.tags = vec!["remove_all_sd".into()];
+        assert_ne!(a.bin_dir(Path::new("/c")), c.bin_dir(Path::new("/c")));
     }
 
     #[test]

@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 
 pub use env::{
     CONTROLLERS, ClusterPorts, ClusterState, Env, EnvOptions, EnvState, ExtraProcess,
-    READY_TIMEOUT, Toolchain, WORKLOAD_CONTROLLERS, client_for, ensure_helm, ensure_toolchain,
+    READY_TIMEOUT, Toolchain, WORKLOAD_CONTROLLERS, client_for, ensure_helm, ensure_promtool,
+    ensure_toolchain,
 };
 pub use gobuild::Progress;
 pub use process::Lifetime;

@@ -9,6 +9,9 @@ pub const ETCD_VERSION: &str = "v3.7.3";
 /// Helm, to lint, render and install the charts as users do. v4.3.1 is built
 /// against client-go v0.37, the release above.
 pub const HELM_VERSION: &str = "v4.3.1";
+/// Prometheus, for `promtool check rules` and `promtool test rules` on the charts' alerts.
+/// Its Go module tags 3.x releases as v0.3xx.y: v0.316.0 is Prometheus 3.16.0.
+pub const PROMETHEUS_VERSION: &str = "v0.316.0";
 
 /// Staging modules of k8s.io/kubernetes that are published as `k8s.io/<name>`
 /// at `v0.<minor>.<patch>`. Sample modules are left out: they are not
@@ -82,6 +85,7 @@ pub fn kubernetes() -> GoProgram {
         .map(|c| (format!("k8s.io/kubernetes/cmd/{c}"), (*c).to_string()))
         .collect(),
         ldflags: format!("-s -w {ldflags}"),
+        tags: Vec::new(),
         go_directive: "1.26.0",
     }
 }
@@ -100,6 +104,7 @@ pub fn etcd() -> GoProgram {
             .collect(),
         packages: vec![("go.etcd.io/etcd/server/v3".into(), "etcd".into())],
         ldflags: "-s -w".into(),
+        tags: Vec::new(),
         go_directive: "1.26.0",
     }
 }
@@ -119,7 +124,35 @@ pub fn helm() -> GoProgram {
         replaces: Vec::new(),
         packages: vec![("helm.sh/helm/v4/cmd/helm".into(), "helm".into())],
         ldflags: format!("-s -w {ldflags}"),
+        tags: Vec::new(),
         go_directive: "1.26.0",
+    }
+}
+
+/// promtool, which checks and unit-tests alerting rules with Prometheus' own rule engine.
+pub fn promtool() -> GoProgram {
+    let v = PROMETHEUS_VERSION;
+    // v0.316.0 -> 3.16.0, what `promtool --version` of the release says.
+    let release = v
+        .strip_prefix("v0.")
+        .and_then(|r| r.split_once('.'))
+        .map(|(minor, patch)| format!("{}.{}.{patch}", &minor[..1], &minor[1..]))
+        .unwrap_or_else(|| v.to_string());
+    GoProgram {
+        name: "promtool",
+        version: v.to_string(),
+        requires: vec![("github.com/prometheus/prometheus".into(), v.into())],
+        replaces: Vec::new(),
+        packages: vec![(
+            "github.com/prometheus/prometheus/cmd/promtool".into(),
+            "promtool".into(),
+        )],
+        ldflags: format!("-s -w -X github.com/prometheus/common/version.Version={release}"),
+        // Rules need no service discovery: leaving out every cloud provider's SDK roughly
+        // halves what a cold build compiles.
+        tags: vec!["remove_all_sd".into()],
+        // Prometheus' go.mod says go 1.26.7.
+        go_directive: "1.26.7",
     }
 }
 
@@ -146,5 +179,16 @@ mod tests {
                 .contains("-X helm.sh/helm/v4/internal/version.version=v4.3.1")
         );
         assert!(h.replaces.is_empty());
+    }
+
+    #[test]
+    fn promtool_reports_the_prometheus_release() {
+        let p = promtool();
+        assert!(
+            p.ldflags
+                .ends_with("-X github.com/prometheus/common/version.Version=3.16.0"),
+            "{}",
+            p.ldflags
+        );
     }
 }

@@ -283,6 +283,7 @@ fn module_program(name: &'static str, module: &str, version: &str, package: &str
         replaces: vec![],
         packages: vec![(package.into(), name.into())],
         ldflags: "-s -w".into(),
+        tags: Vec::new(),
         go_directive: "1.26.0",
     }
 }

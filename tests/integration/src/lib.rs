@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 pub mod bridge;
+pub mod helm;
 pub mod proxy;
 pub mod works;
 

@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use drbridge_integration_tests::helm::{chart, helm, helm_ok, render, run_helm};
 use drbridge_integration_tests::{eventually, repo_root};
 use drbridge_localenv::Env;
 use drbridge_model::Allowlist;
@@ -21,39 +21,6 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The pinned helm, built from its Go module on first use (drbridge-localenv).
-fn helm() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        drbridge_localenv::ensure_helm(&drbridge_localenv::cache_dir(), &|_| {})
-            .expect("building helm")
-    })
-}
-
-/// Runs helm with its own config, cache and data directories, so the user's repositories
-/// and plugins play no part.
-fn run_helm(home: &Path, args: &[&str]) -> Output {
-    Command::new(helm())
-        .args(args)
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .env_remove("KUBECONFIG")
-        .output()
-        .expect("running helm")
-}
-
-fn helm_ok(home: &Path, args: &[&str]) -> String {
-    let out = run_helm(home, args);
-    assert!(
-        out.status.success(),
-        "helm {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn helm_err(home: &Path, args: &[&str]) -> String {
     let out = run_helm(home, args);
@@ -65,27 +32,12 @@ fn helm_err(home: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn chart(name: &str) -> String {
-    repo_root().join("charts").join(name).display().to_string()
-}
-
 fn fixture(name: &str) -> String {
     repo_root()
         .join("tests/integration/fixtures/charts")
         .join(name)
         .display()
         .to_string()
-}
-
-/// `helm template` output as objects.
-fn render(home: &Path, chart_name: &str, extra: &[&str]) -> Vec<Value> {
-    let chart = chart(chart_name);
-    let mut args = vec!["template", chart_name, &chart, "--namespace", "drbridge"];
-    args.extend_from_slice(extra);
-    let text = helm_ok(home, &args);
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-        .unwrap_or_else(|e| panic!("helm template {chart_name} is not YAML: {e}\n{text}"));
-    docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
 fn find<'a>(objs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -608,6 +560,12 @@ fn hub_chart_lints_and_renders_least_privilege_replicas_with_a_leader() {
             "leaderElection.leaseDurationSeconds=0",
             "leaseDurationSeconds",
         ),
+        (
+            "prometheusRule.deliveryP99Seconds=fast",
+            "deliveryP99Seconds",
+        ),
+        ("prometheusRule.deliveryP99Seconds=0", "deliveryP99Seconds"),
+        ("prometheusRule.latencyFor=15", "latencyFor"),
     ] {
         let err = helm_err(home, &["template", "x", &hub, "--set", set]);
         assert!(err.contains(what), "--set {set}: {err}");
