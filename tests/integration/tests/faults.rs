@@ -352,11 +352,7 @@ async fn change(hub: &kube::Client, model: &mut Model, rng: &mut Rng) {
     model.works.insert(key, Some(spec));
 }
 
-async fn retry<F, Fut>(what: &str, f: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<()>>,
-{
+async fn retry(what: &str, f: impl AsyncFnMut() -> Option<()>) {
     eventually(what, CONVERGE, f).await
 }
 
