@@ -43,7 +43,7 @@ fn window(half: u64) -> Vec<u64> {
     if let Some(seed) = env_u64("DRBRIDGE_SIM_SEED") {
         return if half == 0 { vec![seed] } else { vec![] };
     }
-    let n = env_u64("DRBRIDGE_SIM_SCHEDULES").unwrap_or(4_000);
+    let n = env_u64("DRBRIDGE_SIM_SCHEDULES").unwrap_or(10_000);
     let first = env_u64("DRBRIDGE_SIM_FIRST_SEED").unwrap_or(0);
     (first..first + n).filter(|s| s % 2 == half).collect()
 }
