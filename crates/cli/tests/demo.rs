@@ -33,8 +33,10 @@ fn the_demo_protects_relocates_and_fails_over_on_real_ramen() {
         .keep();
     let dir = base.join("bed");
     let drbridge = env!("CARGO_BIN_EXE_drbridge");
+    // No --yes and no terminal (stdin is closed), as the README's first command on CI: a
+    // test bed the demo starts itself needs no confirmation.
     let out = Command::new(drbridge)
-        .args(["demo", "--yes", "--plain", "--env-dir"])
+        .args(["demo", "--plain", "--env-dir"])
         .arg(&dir)
         .env("DRBRIDGE_HUB_BIN", &tools.hub)
         .env("DRBRIDGE_AGENT_BIN", &tools.agent)
