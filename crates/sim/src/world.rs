@@ -260,6 +260,15 @@ impl World {
         }
     }
 
+    /// Whether `conn` is the running agent's current session on spoke `s`.
+    fn is_session_of(&self, s: usize, conn: u64) -> bool {
+        self.spokes[s]
+            .proc
+            .as_ref()
+            .and_then(|p| p.session.as_ref())
+            .is_some_and(|x| x.conn == conn)
+    }
+
     /// The agent side of a connection ends (it noticed, or it crashed).
     fn close_agent_side(&mut self, s: usize) {
         let Some(p) = self.spokes[s].proc.as_mut() else {
@@ -717,12 +726,7 @@ impl World {
             }
             if agent_open {
                 let s = self.conns[&conn].spoke;
-                if self.spokes[s]
-                    .proc
-                    .as_ref()
-                    .and_then(|p| p.session.as_ref())
-                    .is_some_and(|x| x.conn == conn)
-                {
+                if self.is_session_of(s, conn) {
                     self.close_agent_side(s);
                 } else if let Some(c) = self.conns.get_mut(&conn) {
                     c.agent_open = false;
@@ -855,12 +859,7 @@ impl World {
                         self.close_hub_side(conn);
                     } else {
                         let s = self.conns[&conn].spoke;
-                        if self.spokes[s]
-                            .proc
-                            .as_ref()
-                            .and_then(|p| p.session.as_ref())
-                            .is_some_and(|x| x.conn == conn)
-                        {
+                        if self.is_session_of(s, conn) {
                             self.close_agent_side(s);
                         }
                     }
