@@ -19,6 +19,7 @@ pub mod args;
 pub mod claims;
 pub mod cluster;
 pub mod connection;
+pub mod events;
 pub mod join;
 pub mod metrics;
 pub mod outbox;
@@ -80,6 +81,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = drbridge_runtime::kube_client(args.kubeconfig.as_deref(), None).await?;
     // Join with a token or restore the identity, and keep the certificate renewed.
     let _rotation = join::prepare(&args, &client, stop_rx.clone()).await?;
+    let (events, publisher) = drbridge_runtime::events::Events::start(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: drbridge_runtime::events::AGENT_REPORTER.into(),
+            instance: Some(args.cluster.clone()),
+        },
+        drbridge_runtime::events::DEFAULT_QUEUE,
+        metrics.events.clone(),
+    );
+    tokio::spawn(publisher);
     let cluster = Arc::new(KubeCluster::new(client.clone()));
     let store = Arc::new(KubeRecordStore::new(client, &args.cluster));
     let cfg = WorkConfig {
@@ -89,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         debounce: Duration::from_millis(args.status_debounce_ms),
         reapply: args.reapply(),
+        events,
     };
     let agent = Agent::start(cluster, store, &args.cluster, cfg, metrics)
         .await

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub works: Gauge,
     /// Views being watched.
     pub views: Gauge,
+    /// Kubernetes Events announced, by reason and result.
+    pub events: drbridge_runtime::events::EventCounters,
 }
 
 impl Default for Metrics {
@@ -38,6 +40,7 @@ impl Default for Metrics {
             reconnects: Counter::default(),
             works: Gauge::default(),
             views: Gauge::default(),
+            events: Family::default(),
         }
     }
 }
@@ -78,6 +81,11 @@ impl Metrics {
             m.apply_seconds.clone(),
         );
         r.register("works", "Works held in the durable record", m.works.clone());
+        r.register(
+            "events",
+            "Kubernetes Events announced, by reason and result (published, dropped, failed)",
+            m.events.clone(),
+        );
         r.register("views", "Views being watched", m.views.clone());
         m
     }

@@ -24,10 +24,12 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::apply::{self, ApplyPolicy, ResourceMeta, Slot, Target, uid_of};
 use crate::cluster::{Cluster, ClusterError, Resolved, WatchEvent};
+use crate::events::Cause;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::record::{AppliedKey, AppliedResource, RecordStore, WorkRecord};
 use crate::watches::KindWatches;
+use drbridge_runtime::events::Events;
 
 /// Settings of the work side of the agent.
 #[derive(Clone, Debug)]
@@ -37,6 +39,8 @@ pub struct WorkConfig {
     pub debounce: Duration,
     /// Periodic re-apply of every work (drift correction); `None` disables it.
     pub reapply: Option<Duration>,
+    /// Where deletions done at the hub's request are announced.
+    pub events: Events,
 }
 
 impl Default for WorkConfig {
@@ -48,6 +52,7 @@ impl Default for WorkConfig {
             },
             debounce: Duration::from_millis(50),
             reapply: Some(Duration::from_secs(300)),
+            events: Events::disabled(),
         }
     }
 }
@@ -820,7 +825,17 @@ async fn apply_work<C: Cluster, S: RecordStore>(
                 )
                 .await
             {
-                Ok(()) => info!(object = %key, "deleted an object dropped from the work"),
+                Ok(()) => {
+                    info!(object = %key, "deleted an object dropped from the work");
+                    crate::events::deleted(
+                        &shared.cfg.events,
+                        name,
+                        a,
+                        Cause::Dropped {
+                            generation: work.generation,
+                        },
+                    );
+                }
                 Err(ClusterError::NotFound(_)) | Err(ClusterError::Conflict(_)) => {}
                 Err(e) => {
                     warn!(object = %key, error = %e, "cannot delete an object dropped from the work; will retry");
@@ -947,7 +962,10 @@ async fn delete_work<C: Cluster, S: RecordStore>(
             .delete(&t.resolved, &t.namespace, &t.name, uid)
             .await
         {
-            Ok(()) => waits.push((t, a.uid.clone())),
+            Ok(()) => {
+                crate::events::deleted(&shared.cfg.events, name, a, Cause::WorkDeleted);
+                waits.push((t, a.uid.clone()));
+            }
             // Gone already, or another incarnation that is not ours.
             Err(ClusterError::NotFound(_)) | Err(ClusterError::Conflict(_)) => {}
             Err(e) => {

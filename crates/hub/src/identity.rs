@@ -378,7 +378,14 @@ async fn write_back(api: &Api<Secret>, namespace: &str, cluster: &str, tomb: &Id
 }
 
 /// Watches the identity Secrets of `namespace` into `identities` until the task is aborted.
-pub async fn watch_records(client: kube::Client, namespace: String, identities: Identities) {
+/// `removed` is told of each cluster whose record becomes a removal while the hub watches.
+pub async fn watch_records(
+    client: kube::Client,
+    namespace: String,
+    identities: Identities,
+    removed: impl Fn(&str),
+) {
+    let was_accepted = |cluster: &str| identities.get(cluster).is_some_and(|r| !r.removed);
     let api: Api<Secret> = Api::namespaced(client, &namespace);
     let cfg = watcher::Config::default().fields(&format!("type={IDENTITY_SECRET_TYPE}"));
     let events = watcher::watcher(api.clone(), cfg).default_backoff();
@@ -405,7 +412,11 @@ pub async fn watch_records(client: kube::Client, namespace: String, identities: 
             Ok(Event::Apply(s)) => {
                 if let Some((cluster, record)) = decode(&s) {
                     info!(%cluster, removed = record.removed, certificates = record.certificates.len(), "identity record changed");
+                    let newly_removed = record.removed && was_accepted(&cluster);
                     identities.set(&cluster, Some(record));
+                    if newly_removed {
+                        removed(&cluster);
+                    }
                 }
             }
             Ok(Event::Delete(s)) => {
@@ -414,8 +425,14 @@ pub async fn watch_records(client: kube::Client, namespace: String, identities: 
                     .name
                     .as_deref()
                     .and_then(|n| n.strip_prefix(IDENTITY_SECRET_PREFIX))
-                    && let Some(tomb) = identities.set(cluster, None)
                 {
+                    let newly_removed = was_accepted(cluster);
+                    let Some(tomb) = identities.set(cluster, None) else {
+                        continue;
+                    };
+                    if newly_removed {
+                        removed(cluster);
+                    }
                     warn!(%cluster, "identity record deleted; refusing the cluster until it joins again");
                     write_back(&api, &namespace, cluster, &tomb).await;
                 }

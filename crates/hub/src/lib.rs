@@ -32,6 +32,7 @@ pub mod claims;
 pub mod clusters;
 pub mod delivery;
 pub mod desired;
+pub mod events;
 pub mod grpc;
 pub mod identity;
 pub mod index;
@@ -254,8 +255,19 @@ impl Hub {
                 .saturating_sub(desired::SYNC_OVERHEAD),
         };
         let index = index::Index::new(limits, Some(intents_tx), metrics.clone()).shared();
+        let (events, publisher) = drbridge_runtime::events::Events::start(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: drbridge_runtime::events::HUB_REPORTER.into(),
+                instance: Some(opts.grpc.hub_id.clone()),
+            },
+            drbridge_runtime::events::DEFAULT_QUEUE,
+            metrics.events.clone(),
+        );
+        let events = events::HubEvents::new(events, index.clone());
 
         let mut tasks = watches::spawn_all(client.clone(), index.clone());
+        tasks.push(tokio::spawn(publisher));
         let (leadership, elector) = match opts.election {
             None => (leader::Leadership::fixed(opts.grpc.epoch), None),
             Some(LeaderOptions { namespace, lease }) => {
@@ -270,7 +282,8 @@ impl Hub {
         };
         let writer =
             status::StatusWriter::new(client.clone(), index.clone(), metrics.clone(), opts.writer)
-                .with_leadership(leadership.clone());
+                .with_leadership(leadership.clone())
+                .with_events(events.clone());
         tasks.push(tokio::spawn(
             writer
                 .run(writes_rx, intents_rx)
@@ -291,11 +304,18 @@ impl Hub {
             None => (None, None, index_ready),
             Some(cfg) => {
                 let identities = identity::Identities::new(cfg.require_join);
+                let (removals, leading) = (events.clone(), leadership.clone());
                 tasks.push(tokio::spawn(
                     identity::watch_records(
                         client.clone(),
                         cfg.namespace.clone(),
                         identities.clone(),
+                        // Every replica watches the records; one announces.
+                        move |cluster| {
+                            if leading.is_leader() {
+                                removals.agent_removed(cluster);
+                            }
+                        },
                     )
                     .instrument(info_span!("watch", kind = "identities")),
                 ));
@@ -304,6 +324,7 @@ impl Hub {
                     cfg,
                     identities.clone(),
                     metrics.clone(),
+                    events.clone(),
                 );
                 // Ready only once the identity records are known too: until then every
                 // agent would be refused.

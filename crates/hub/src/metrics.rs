@@ -74,6 +74,8 @@ pub struct Metrics {
     pub work_delivery_seconds: LatencyFamily<ClusterLabels>,
     /// A status observed on the managed cluster (the agent's clock) → written on the hub.
     pub status_latency_seconds: LatencyFamily<KindLabels>,
+    /// Kubernetes Events announced, by reason and result (`events`).
+    pub events: drbridge_runtime::events::EventCounters,
 }
 
 impl Default for Metrics {
@@ -100,6 +102,7 @@ impl Default for Metrics {
             status_latency_seconds: Family::new_with_constructor(
                 drbridge_runtime::latency_histogram,
             ),
+            events: Family::default(),
         }
     }
 }
@@ -109,6 +112,11 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("drbridge_hub");
+        r.register(
+            "events",
+            "Kubernetes Events announced, by reason and result (published, dropped, failed)",
+            m.events.clone(),
+        );
         r.register(
             "connected_agents",
             "Agents with an open stream",

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use crate::clusters::{self, HubCa};
+use crate::events::HubEvents;
 use crate::grpc::{CertificateInfo, ClusterIdentity};
 use crate::identity::{
     AcceptedCert, Identities, IdentityRecord, RecordError, Refusal, update_record,
@@ -65,6 +66,7 @@ pub struct Registrar {
     cfg: RegistrationConfig,
     identities: Identities,
     metrics: Metrics,
+    events: HubEvents,
     join_permits: Semaphore,
     renew_permits: Semaphore,
 }
@@ -83,12 +85,14 @@ impl Registrar {
         cfg: RegistrationConfig,
         identities: Identities,
         metrics: Metrics,
+        events: HubEvents,
     ) -> Arc<Self> {
         Arc::new(Self {
             client,
             cfg,
             identities,
             metrics,
+            events,
             join_permits: Semaphore::new(JOIN_CONCURRENCY),
             renew_permits: Semaphore::new(RENEW_CONCURRENCY),
         })
@@ -207,6 +211,7 @@ impl Registrar {
             warn!(error = %e, "the join token was used but could not be deleted");
         }
         info!(%cluster, serial = %info.serial, token_id = token.id(), "cluster joined");
+        self.events.agent_joined(cluster.as_str(), &info.serial);
         Ok(pb::JoinResponse {
             cert_pem,
             ca_pem: ca.bundle_pem,
@@ -257,6 +262,8 @@ impl Registrar {
         .await
         .map_err(record_status)?;
         info!(%cluster, old_serial = %presented.serial, serial = %info.serial, "certificate renewed");
+        self.events
+            .certificate_rotated(cluster, &presented.serial, &info.serial);
         Ok(pb::RenewResponse {
             cert_pem,
             ca_pem: ca.bundle_pem,
@@ -432,6 +439,7 @@ mod tests {
             RegistrationConfig::default(),
             ids,
             Metrics::default(),
+            HubEvents::disabled(),
         );
         let mut joins = Vec::new();
         for _ in 0..32 {

@@ -196,6 +196,12 @@ pub enum NotAllowed {
     },
 }
 
+/// Whether a manifest's `Applied=False` message is an allowlist refusal ([`NotAllowed`]),
+/// as opposed to a failed apply: the hub announces the two differently.
+pub fn is_refusal(message: &str) -> bool {
+    message.contains("is not allowed by the agent's")
+}
+
 /// Namespaces no work may touch by default: the control plane's own.
 pub const DEFAULT_DENIED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
 
@@ -849,5 +855,44 @@ mod tests {
         let d = Allowlist::default();
         let back: Allowlist = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn every_refusal_reads_as_one() {
+        let s = String::new;
+        let all = [
+            NotAllowed::Kind {
+                group: s(),
+                kind: s(),
+            },
+            NotAllowed::Namespace {
+                group: s(),
+                kind: s(),
+                namespace: s(),
+            },
+            NotAllowed::Name {
+                group: s(),
+                kind: s(),
+                namespace: s(),
+                name: s(),
+            },
+            NotAllowed::Label {
+                kind: s(),
+                key: s(),
+                value: s(),
+            },
+            NotAllowed::AggregationRule,
+            NotAllowed::View {
+                group: s(),
+                resource: s(),
+                what: s(),
+            },
+        ];
+        for r in all {
+            assert!(is_refusal(&r.to_string()), "{r}");
+        }
+        assert!(!is_refusal(
+            "the server could not find the requested resource"
+        ));
     }
 }

@@ -1,8 +1,10 @@
 //! What drbridge's processes share: tracing setup, the admin HTTP server
-//! (`/live`, `/ready`, `/metrics`), the shutdown signal and the Kubernetes client.
+//! (`/live`, `/ready`, `/metrics`), the shutdown signal, the Kubernetes client and the
+//! Kubernetes Events the processes publish.
 
 mod admin;
 mod error;
+pub mod events;
 mod kube_client;
 mod metrics;
 mod signal;

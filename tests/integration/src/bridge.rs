@@ -289,11 +289,26 @@ impl Bridge {
         let client = self.client(cluster).await;
         let mut reg = prometheus_client::registry::Registry::default();
         let metrics = drbridge_agent::metrics::Metrics::register(&mut reg);
+        // Its Events, as the agent binary publishes them (the publisher ends with the agent).
+        let (events, publisher) = drbridge_runtime::events::Events::start(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: drbridge_runtime::events::AGENT_REPORTER.into(),
+                instance: Some(cluster.to_owned()),
+            },
+            drbridge_runtime::events::DEFAULT_QUEUE,
+            metrics.events.clone(),
+        );
+        tokio::spawn(publisher);
+        let work = WorkConfig {
+            events,
+            ..self.opts.work.clone()
+        };
         let agent = Agent::start(
             Arc::new(KubeCluster::new(client.clone())),
             Arc::new(KubeRecordStore::new(client, cluster)),
             cluster,
-            self.opts.work.clone(),
+            work,
             metrics,
         )
         .await

@@ -55,6 +55,14 @@ fn cond_field<'a>(c: &'a Value, f: &str) -> Option<&'a str> {
     c.get(f).and_then(Value::as_str)
 }
 
+/// The `status` of the condition of type `ty`, if the list has one.
+pub fn condition_status(list: &[ConditionJson], ty: &str) -> Option<String> {
+    list.iter()
+        .find(|c| cond_field(c, "type") == Some(ty))
+        .and_then(|c| cond_field(c, "status"))
+        .map(str::to_owned)
+}
+
 /// `meta.SetStatusCondition`: replace the condition of the same type, keeping its
 /// `lastTransitionTime` when the status did not change.
 pub fn set_condition(list: &mut Vec<ConditionJson>, mut new: Value) {

@@ -12,13 +12,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::body::cluster_status_json;
+use super::body::{cluster_status_json, condition_status};
 use super::ops::{Report, Skip, WriteOp};
 use super::plan::{
     plan_annotation, plan_finalizer, plan_reject, plan_unacknowledged, plan_view_status,
     plan_work_status,
 };
 use super::queue::{Lane, Pending, slot_of};
+use crate::events::HubEvents;
 use crate::index::{Intent, SharedIndex};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -26,6 +27,7 @@ use crate::objects::{
     ConditionJson, FIELD_MANAGER, Meta, ObjectKey, ViewObject, WorkObject, cluster_resource,
     view_resource, work_resource,
 };
+use drbridge_api::cluster::consts::condition::MANAGED_CLUSTER_CONDITION_AVAILABLE as AVAILABLE_CONDITION;
 
 fn now() -> String {
     rfc3339(chrono::Utc::now())
@@ -95,6 +97,8 @@ pub struct StatusWriter {
     cfg: WriterConfig,
     /// Writes are made only while this replica leads.
     leadership: Leadership,
+    /// Told what was written, to announce what an operator must notice.
+    events: HubEvents,
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -118,7 +122,14 @@ impl StatusWriter {
             metrics,
             cfg,
             leadership: Leadership::fixed(1),
+            events: HubEvents::disabled(),
         }
+    }
+
+    /// Announces Kubernetes Events for what it writes ([`HubEvents`]).
+    pub fn with_events(mut self, events: HubEvents) -> Self {
+        self.events = events;
+        self
     }
 
     /// Writes only while `leadership` leads (instead of always).
@@ -308,6 +319,7 @@ impl StatusWriter {
                     .await;
                 if written {
                     self.metrics.status_written("work", &status.observed_time);
+                    self.events.work_status_written(&key, &status);
                 }
             }
             WriteOp::Report(Report::View { cluster, status }, _) => {
@@ -328,11 +340,14 @@ impl StatusWriter {
             }
             WriteOp::Intent(Intent::Reject(key)) => {
                 let plan = match self.index.read().work(&key) {
-                    Some(e) => plan_reject(e, &now()),
+                    Some(e) => plan_reject(e, &now()).map(|body| {
+                        let message = e.payload.as_ref().err().map(|r| r.message.clone());
+                        (body, e.meta.uid.clone(), e.meta.generation, message)
+                    }),
                     None => Err(Skip::UnknownObject),
                 };
                 match plan {
-                    Ok(body) => {
+                    Ok((body, uid, generation, message)) => {
                         if let Err(e) = self
                             .patch(
                                 "work_status",
@@ -345,24 +360,37 @@ impl StatusWriter {
                             .await
                         {
                             debug!(%key, error = %e, "rejection condition not written; the next event or sweep retries");
+                        } else {
+                            let message = message.unwrap_or_default();
+                            self.events.work_rejected(&key, &uid, generation, &message);
                         }
                     }
                     Err(s) => self.skip("rejection", &key, s),
                 }
             }
             WriteOp::Cluster(cs) => {
-                let body = {
+                let (body, was_available) = {
                     let idx = self.index.read();
                     let Some(c) = idx.cluster(&cs.name) else {
                         return;
                     };
-                    json!({ "status": cluster_status_json(&c.conditions, &cs, &now()) })
+                    (
+                        json!({ "status": cluster_status_json(&c.conditions, &cs, &now()) }),
+                        condition_status(&c.conditions, AVAILABLE_CONDITION),
+                    )
                 };
-                if let Err(e) = self
+                match self
                     .patch("cluster_status", Target::Cluster, "", &cs.name, true, body)
                     .await
                 {
-                    warn!(cluster = %cs.name, error = %e, "ManagedCluster status not written");
+                    Ok(()) => self.events.cluster_availability(
+                        &cs.name,
+                        was_available.as_deref(),
+                        cs.available,
+                    ),
+                    Err(e) => {
+                        warn!(cluster = %cs.name, error = %e, "ManagedCluster status not written")
+                    }
                 }
             }
             WriteOp::Unacknowledged { cluster, since } => {
