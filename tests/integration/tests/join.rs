@@ -27,6 +27,28 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const NS: &str = "drbridge-system";
+
+/// Waits for the hub's Event `reason` on ManagedCluster `cluster` (in `default`, where
+/// Events of cluster-scoped objects go) and returns its note.
+async fn wait_cluster_event(hub: &kube::Client, cluster: &str, reason: &str) -> String {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(hub.clone(), "default");
+    eventually(
+        &format!("Event {reason} on ManagedCluster {cluster}"),
+        WAIT,
+        || async {
+            let list = api.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find_map(|e| {
+                let r = e.regarding.as_ref()?;
+                (e.reason.as_deref() == Some(reason)
+                    && r.kind.as_deref() == Some("ManagedCluster")
+                    && r.name.as_deref() == Some(cluster)
+                    && e.reporting_controller.as_deref() == Some("drbridge.io/hub"))
+                .then(|| e.note.clone().unwrap_or_default())
+            })
+        },
+    )
+    .await
+}
 const AGENT_NS: &str = "drbridge-agent";
 const AGENT_SECRET: &str = "drbridge-agent-tls";
 
@@ -302,6 +324,8 @@ async fn joined_agent_receives_works_and_rotates_its_certificate_without_restart
 
     // The key was made on the managed cluster and kept there: files (key 0600) and Secret.
     let first = agent.creds.current().unwrap();
+    let joined = wait_cluster_event(&w.hub_client().await, "dr1", "AgentJoined").await;
+    assert!(joined.contains(&first.serial), "{joined}");
     assert_eq!(first.cluster.as_str(), "dr1");
     #[cfg(unix)]
     {
@@ -349,6 +373,8 @@ async fn joined_agent_receives_works_and_rotates_its_certificate_without_restart
     .await;
     assert_eq!(renewed.cluster.as_str(), "dr1");
     assert!(renewed.not_after > first.not_after);
+    let rotated = wait_cluster_event(&w.hub_client().await, "dr1", "CertificateRotated").await;
+    assert!(rotated.contains(&first.serial), "{rotated}");
     // The Secret is written before the files, so a restart never goes back.
     let stored = store.load().await.unwrap().unwrap();
     let stored = drbridge_tls::cert_info_pem(stored.cert_pem.as_bytes()).unwrap();
@@ -406,6 +432,7 @@ async fn removed_cluster_is_refused_its_stream_ends_and_a_rejoin_gets_a_fresh_id
         .unwrap();
     assert_eq!(removed.tokens_deleted, 1);
     wait_ready(&agent, false, Duration::from_secs(5)).await;
+    wait_cluster_event(&hub, "dr1", "AgentRemoved").await;
     eventually(
         "the hub dropped the stream",
         Duration::from_secs(5),
