@@ -4,11 +4,12 @@
 //!   C. spoke object change -> ManagedClusterView status.result on the hub,
 //! with 2 managed clusters, 200 works and 200 views, on real control planes
 //! over real mTLS on loopback. OCM polls work status every 10-19 s and
-//! refreshes views every 30 s.
+//! refreshes views every 30 s. At the end it prints the latency histograms the hub and
+//! agents export (work delivery, status latency, apply duration).
 //!
 //! cargo bench -p drbridge-integration-tests --bench latency [-- WORKS]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,97 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// One histogram series of an OpenMetrics text: cumulative buckets, count and sum.
+#[derive(Default)]
+struct Series {
+    buckets: Vec<(f64, f64)>,
+    count: f64,
+    sum: f64,
+}
+
+/// The series of histogram `name` in `text`, by their labels (without `le`).
+fn histograms(text: &str, name: &str) -> BTreeMap<String, Series> {
+    let mut out: BTreeMap<String, Series> = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with(name)) {
+        let Some((head, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (metric, labels) = head
+            .split_once('{')
+            .map_or((head, ""), |(m, l)| (m, l.trim_end_matches('}')));
+        let mut le = None;
+        let rest: Vec<&str> = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .filter(|l| match l.strip_prefix("le=") {
+                Some(v) => {
+                    le = v.trim_matches('"').parse::<f64>().ok();
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let series = out.entry(rest.join(",")).or_default();
+        match metric.strip_prefix(name) {
+            Some("_bucket") => series.buckets.push((le.unwrap_or(f64::INFINITY), value)),
+            Some("_count") => series.count = value,
+            Some("_sum") => series.sum = value,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `q` quantile as Prometheus' histogram_quantile estimates it: linear within the bucket.
+fn quantile(s: &Series, q: f64) -> f64 {
+    let rank = q * s.count;
+    let mut lower = (0.0, 0.0);
+    for &(le, cum) in &s.buckets {
+        if cum >= rank {
+            if le.is_infinite() {
+                return lower.0;
+            }
+            let share = if cum > lower.1 {
+                (rank - lower.1) / (cum - lower.1)
+            } else {
+                1.0
+            };
+            return lower.0 + (le - lower.0) * share;
+        }
+        lower = (le, cum);
+    }
+    lower.0
+}
+
+/// Prints the transport's latency histograms as the processes export them.
+fn report_histograms(texts: &[(String, String)]) {
+    println!("Histograms from the hub's and agents' /metrics (quantiles as histogram_quantile):");
+    for name in [
+        "drbridge_hub_work_delivery_seconds",
+        "drbridge_hub_status_latency_seconds",
+        "drbridge_agent_apply_duration_seconds",
+    ] {
+        for (process, text) in texts {
+            for (labels, s) in histograms(text, name) {
+                if s.count == 0.0 {
+                    continue;
+                }
+                println!(
+                    "  {process:10} {name}{{{labels}}}: n={} mean={:.1}ms p50={:.1}ms p90={:.1}ms p99={:.1}ms",
+                    s.count,
+                    s.sum / s.count * 1e3,
+                    quantile(&s, 0.50) * 1e3,
+                    quantile(&s, 0.90) * 1e3,
+                    quantile(&s, 0.99) * 1e3,
+                );
+            }
+        }
+    }
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -252,6 +344,7 @@ async fn main() {
         &views_seen,
     );
     println!("OCM for comparison: work status poll 10-19 s, view refresh 30 s.");
+    report_histograms(&b.metrics_texts());
     for w in watches {
         w.abort();
     }

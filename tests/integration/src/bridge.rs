@@ -13,6 +13,7 @@ use drbridge_localenv::Env;
 use drbridge_localenv::bridge::{BridgePki, prepare_hub, prepare_managed};
 use drbridge_model::Allowlist;
 use drbridge_model::allowlist::{KindRule, ViewRule};
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -84,6 +85,9 @@ pub struct Bridge {
     addr: SocketAddr,
     hub: Option<Running>,
     agents: BTreeMap<String, (Running, watch::Receiver<bool>)>,
+    /// The metrics of the hub (or replica) started last and of each agent, as `/metrics`
+    /// serves them.
+    registries: Arc<std::sync::Mutex<BTreeMap<String, Arc<Registry>>>>,
     epoch: u64,
     /// With more than one replica: each one's address and, while it runs, its task and
     /// leadership; agents dial `front` at `addr`.
@@ -154,6 +158,7 @@ impl Bridge {
             addr,
             hub: None,
             agents: BTreeMap::new(),
+            registries: Arc::default(),
             epoch: drbridge_hub::start_epoch(),
             replicas,
             front,
@@ -172,6 +177,21 @@ impl Bridge {
             b.wait_connected(m).await;
         }
         b
+    }
+
+    /// The OpenMetrics text of the hub (`hub`) and of every agent (`agent/CLUSTER`), as their
+    /// `/metrics` would serve it.
+    pub fn metrics_texts(&self) -> Vec<(String, String)> {
+        let registries = self.registries.lock().unwrap();
+        registries
+            .iter()
+            .map(|(process, r)| {
+                let mut text = String::new();
+                prometheus_client::encoding::text::encode_registry(&mut text, r)
+                    .expect("encoding into a String");
+                (process.clone(), text)
+            })
+            .collect()
     }
 
     /// The hub's gRPC endpoint.
@@ -206,6 +226,10 @@ impl Bridge {
         let client = self.hub_client().await;
         let mut reg = prometheus_client::registry::Registry::default();
         let metrics = drbridge_hub::metrics::Metrics::register(&mut reg);
+        self.registries
+            .lock()
+            .unwrap()
+            .insert("hub".into(), Arc::new(reg));
         let hub = Hub::start(client, opts, metrics);
         let leadership = hub.leadership.clone();
         let mut ready = hub.ready();
@@ -300,6 +324,10 @@ impl Bridge {
             metrics.events.clone(),
         );
         tokio::spawn(publisher);
+        self.registries
+            .lock()
+            .unwrap()
+            .insert(format!("agent/{cluster}"), Arc::new(reg));
         let work = WorkConfig {
             events,
             ..self.opts.work.clone()
