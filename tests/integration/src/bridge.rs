@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drbridge_agent::{Agent, HubEndpoint, KubeCluster, KubeRecordStore, WorkConfig};
+use drbridge_agent::testing::FakeCluster;
+use drbridge_agent::{Agent, HubEndpoint, KubeCluster, KubeRecordStore, MemoryStore, WorkConfig};
 use drbridge_hub::{Hub, HubOptions};
 use drbridge_localenv::Env;
 use drbridge_localenv::bridge::{BridgePki, prepare_hub, prepare_managed};
@@ -49,6 +50,9 @@ pub struct BridgeOptions {
     /// Hub replicas. More than one: they elect a leader (`hub.election` must be set; each
     /// replica's identity is its hub id) and agents dial a [`Front`] before them.
     pub replicas: usize,
+    /// Clusters registered on the hub whose agents run the real agent over an in-memory
+    /// cluster ([`FakeCluster`]) instead of an API server: fleets of many clusters.
+    pub simulated: Vec<String>,
 }
 
 impl Default for BridgeOptions {
@@ -62,6 +66,7 @@ impl Default for BridgeOptions {
             hub,
             work,
             replicas: 1,
+            simulated: Vec::new(),
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct Bridge {
     /// The metrics of the hub (or replica) started last and of each agent, as `/metrics`
     /// serves them.
     registries: Arc<std::sync::Mutex<BTreeMap<String, Arc<Registry>>>>,
+    /// The in-memory clusters and records of simulated agents, kept across their restarts.
+    fakes: BTreeMap<String, (FakeCluster, MemoryStore)>,
     epoch: u64,
     /// With more than one replica: each one's address and, while it runs, its task and
     /// leadership; agents dial `front` at `addr`.
@@ -123,7 +130,8 @@ impl Bridge {
             .await
             .expect("control planes start");
         let managed: Vec<String> = managed.iter().map(|s| s.to_string()).collect();
-        prepare_hub(&env.client("hub").await.unwrap(), &managed)
+        let registered: Vec<String> = managed.iter().chain(&opts.simulated).cloned().collect();
+        prepare_hub(&env.client("hub").await.unwrap(), &registered)
             .await
             .expect("hub prepared");
         for m in &managed {
@@ -159,6 +167,7 @@ impl Bridge {
             hub: None,
             agents: BTreeMap::new(),
             registries: Arc::default(),
+            fakes: BTreeMap::new(),
             epoch: drbridge_hub::start_epoch(),
             replicas,
             front,
@@ -173,8 +182,11 @@ impl Bridge {
         for m in &managed {
             b.start_agent(m).await;
         }
-        for m in &managed {
-            b.wait_connected(m).await;
+        for m in b.opts.simulated.clone() {
+            b.start_simulated_agent(&m).await;
+        }
+        for m in registered {
+            b.wait_connected(&m).await;
         }
         b
     }
@@ -341,6 +353,43 @@ impl Bridge {
         )
         .await
         .expect("agent starts");
+        self.run_agent(cluster, agent);
+    }
+
+    /// Starts (again) the simulated agent of `cluster` (see [`BridgeOptions::simulated`]):
+    /// the real agent over its in-memory cluster and records.
+    pub async fn start_simulated_agent(&mut self, cluster: &str) {
+        assert!(
+            !self.agents.contains_key(cluster),
+            "agent {cluster} already running"
+        );
+        let (fake, store) = self
+            .fakes
+            .entry(cluster.to_owned())
+            .or_insert_with(|| (FakeCluster::new(), MemoryStore::default()))
+            .clone();
+        let agent = Agent::start(
+            Arc::new(fake),
+            Arc::new(store),
+            cluster,
+            self.opts.work.clone(),
+            drbridge_agent::metrics::Metrics::default(),
+        )
+        .await
+        .expect("simulated agent starts");
+        self.run_agent(cluster, agent);
+    }
+
+    /// The in-memory cluster of a simulated agent.
+    pub fn simulated_cluster(&self, cluster: &str) -> Option<&FakeCluster> {
+        self.fakes.get(cluster).map(|(c, _)| c)
+    }
+
+    fn run_agent<C, S>(&mut self, cluster: &str, agent: Agent<C, S>)
+    where
+        C: drbridge_agent::cluster::Cluster + 'static,
+        S: drbridge_agent::record::RecordStore + 'static,
+    {
         let hub = HubEndpoint {
             endpoint: format!("https://{}", self.addr),
             server_name: "localhost".into(),
