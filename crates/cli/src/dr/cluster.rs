@@ -5,11 +5,11 @@ use drbridge_dr::consts::config as ramen_config;
 use drbridge_dr::explain;
 use drbridge_dr::table::Table;
 use drbridge_dr::types::DRCluster;
-use kube::api::{Api, ListParams, Patch};
+use kube::api::{Api, Patch};
 
 use super::args::{ClusterAddArgs, Global, Output};
 use super::hub::{self, KubeContext};
-use super::output::{emit, list_value, object_value, print_problems, say};
+use super::output::{emit, list_value, print_applied, print_problems};
 use super::write::apply_params;
 
 pub(super) async fn cluster_add(g: &Global, a: ClusterAddArgs) -> anyhow::Result<()> {
@@ -48,39 +48,21 @@ pub(super) async fn cluster_add(g: &Global, a: ClusterAddArgs) -> anyhow::Result
         .patch(&a.name, &apply_params(), &Patch::Apply(&obj))
         .await
         .kctx(|| format!("applying DRCluster {}", a.name))?;
-    match g.output {
-        Output::Table => {
-            say(
-                g.output,
-                &format!(
-                    "DRCluster {} applied (S3 profile {}).",
-                    a.name, a.s3_profile
-                ),
-            );
-            for n in &notes {
-                say(g.output, n);
-            }
-            if stored.status.is_some() {
-                print_problems(g.output, &explain::drcluster(&stored));
-            }
-            Ok(())
-        }
-        out => {
-            for n in &notes {
-                eprintln!("{n}");
-            }
-            emit(out, &object_value(&stored)?)
-        }
-    }
+    let problems = if stored.status.is_some() {
+        explain::drcluster(&stored)
+    } else {
+        Vec::new()
+    };
+    let sentence = format!(
+        "DRCluster {} applied (S3 profile {}).",
+        a.name, a.s3_profile
+    );
+    print_applied(g.output, &stored, &sentence, &notes, &problems)
 }
 
 pub(super) async fn cluster_list(g: &Global) -> anyhow::Result<()> {
     let client = g.hub_client().await?;
-    let items = Api::<DRCluster>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .kctx(|| "listing DRClusters (is Ramen's hub API installed?)".into())?
-        .items;
+    let items = hub::list_all::<DRCluster>(&client, "DRClusters").await?;
     if g.output != Output::Table {
         return emit(g.output, &list_value(&items)?);
     }

@@ -276,6 +276,18 @@ where
     watcher(api, cfg).default_backoff().map(|_| ()).boxed()
 }
 
+/// Every object of a kind of Ramen's hub API (`plural` names it in the error).
+pub async fn list_all<K>(client: &kube::Client, plural: &str) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .kctx(|| format!("listing {plural} (is Ramen's hub API installed?)"))?
+        .items)
+}
+
 /// The time now, for ages.
 pub fn now() -> Timestamp {
     Timestamp::now()

@@ -53,6 +53,33 @@ pub(super) fn print_problems(out: Output, problems: &[Problem]) {
     }
 }
 
+/// What `cluster add` and `policy create` print: on a table, `sentence`, the notes and the
+/// problems; otherwise the notes on stderr and the object as stored.
+pub(super) fn print_applied<T: Serialize>(
+    out: Output,
+    stored: &T,
+    sentence: &str,
+    notes: &[String],
+    problems: &[Problem],
+) -> anyhow::Result<()> {
+    match out {
+        Output::Table => {
+            say(out, sentence);
+            for n in notes {
+                say(out, n);
+            }
+            print_problems(out, problems);
+            Ok(())
+        }
+        out => {
+            for n in notes {
+                eprintln!("{n}");
+            }
+            emit(out, &object_value(stored)?)
+        }
+    }
+}
+
 pub(super) fn clock(now: k8s_openapi::jiff::Timestamp) -> String {
     let s = now.as_second().rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)

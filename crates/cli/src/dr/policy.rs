@@ -3,11 +3,11 @@
 use drbridge_dr::explain;
 use drbridge_dr::table::Table;
 use drbridge_dr::types::{DRCluster, DRPolicy};
-use kube::api::{Api, ListParams, Patch};
+use kube::api::{Api, Patch};
 
 use super::args::{Global, Output, PolicyCreateArgs};
-use super::hub::KubeContext;
-use super::output::{emit, list_value, object_value, print_problems, say};
+use super::hub::{self, KubeContext};
+use super::output::{emit, list_value, print_applied, print_problems};
 use super::write::apply_params;
 
 pub(super) async fn policy_create(g: &Global, a: PolicyCreateArgs) -> anyhow::Result<()> {
@@ -32,41 +32,23 @@ pub(super) async fn policy_create(g: &Global, a: PolicyCreateArgs) -> anyhow::Re
         .patch(&a.name, &apply_params(), &Patch::Apply(&obj))
         .await
         .kctx(|| format!("applying DRPolicy {}", a.name))?;
-    match g.output {
-        Output::Table => {
-            say(
-                g.output,
-                &format!(
-                    "DRPolicy {} applied: {} every {}.",
-                    a.name,
-                    a.clusters.join(" <-> "),
-                    a.scheduling_interval
-                ),
-            );
-            for n in &notes {
-                say(g.output, n);
-            }
-            if stored.status.is_some() {
-                print_problems(g.output, &explain::drpolicy(&stored));
-            }
-            Ok(())
-        }
-        out => {
-            for n in &notes {
-                eprintln!("{n}");
-            }
-            emit(out, &object_value(&stored)?)
-        }
-    }
+    let problems = if stored.status.is_some() {
+        explain::drpolicy(&stored)
+    } else {
+        Vec::new()
+    };
+    let sentence = format!(
+        "DRPolicy {} applied: {} every {}.",
+        a.name,
+        a.clusters.join(" <-> "),
+        a.scheduling_interval
+    );
+    print_applied(g.output, &stored, &sentence, &notes, &problems)
 }
 
 pub(super) async fn policy_list(g: &Global) -> anyhow::Result<()> {
     let client = g.hub_client().await?;
-    let items = Api::<DRPolicy>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .kctx(|| "listing DRPolicies (is Ramen's hub API installed?)".into())?
-        .items;
+    let items = hub::list_all::<DRPolicy>(&client, "DRPolicies").await?;
     if g.output != Output::Table {
         return emit(g.output, &list_value(&items)?);
     }

@@ -14,16 +14,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 use super::args::{Global, Output, StatusArgs};
-use super::hub::{self, KubeContext};
+use super::hub;
 use super::output::{clock, emit};
 
 /// The status rows (and problems) of every DRPC.
 pub(crate) async fn rows(client: &kube::Client) -> anyhow::Result<(Vec<StatusRow>, Vec<Problem>)> {
-    let drpcs = Api::<DRPlacementControl>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .kctx(|| "listing DRPlacementControls (is Ramen's hub API installed?)".into())?
-        .items;
+    let drpcs = hub::list_all::<DRPlacementControl>(client, "DRPlacementControls").await?;
     let policies: BTreeMap<String, DRPolicy> = Api::<DRPolicy>::all(client.clone())
         .list(&ListParams::default())
         .await
