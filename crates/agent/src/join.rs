@@ -559,7 +559,7 @@ pub async fn prepare(
     args: &Args,
     client: &kube::Client,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+) -> Result<Option<tokio::task::JoinHandle<()>>, JoinError> {
     let creds = Credentials::from_args(args, client)?;
     let mut stop = shutdown.clone();
     let provisioned = creds

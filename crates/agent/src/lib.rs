@@ -36,7 +36,6 @@ pub mod works;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use drbridge_runtime::prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::info;
@@ -45,14 +44,36 @@ use tracing::info;
 pub use drbridge_proto::v1 as pb;
 
 pub use agent::Agent;
-pub use args::Args;
+pub use args::{Args, ArgsError};
 pub use cluster::{Cluster, KubeCluster};
 pub use connection::HubEndpoint;
 pub use record::{KubeRecordStore, MemoryStore, RecordStore};
 pub use works::WorkConfig;
 
+/// Why [`run`] stopped before SIGTERM or Ctrl-C asked it to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    /// Logging or the admin listener could not start.
+    #[error(transparent)]
+    Runtime(#[from] drbridge_runtime::Error),
+    #[error(transparent)]
+    KubeClient(#[from] drbridge_runtime::KubeClientError),
+    /// Joining, or restoring the client certificate, failed.
+    #[error(transparent)]
+    Join(#[from] join::JoinError),
+    #[error("starting the agent")]
+    Start(#[source] agent::StartError),
+    #[error("admin server")]
+    Admin(#[source] drbridge_runtime::Error),
+    /// The admin server's task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Runs the agent until SIGTERM or Ctrl-C.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> Result<(), RunError> {
     // One crypto provider for the process (kube and tonic both use rustls); a second
     // install attempt (tests) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -104,7 +125,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let agent = Agent::start(cluster, store, &args.cluster, cfg, metrics)
         .await
-        .context("starting the agent")?;
+        .map_err(RunError::Start)?;
     let hub = HubEndpoint {
         endpoint: args.hub_endpoint.clone(),
         server_name,
@@ -114,6 +135,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backoff_cap: Duration::from_secs(args.max_backoff_seconds.max(1)),
     };
     agent.run(&hub, &ready_tx, stop_rx).await;
-    admin_task.await?.context("admin server")?;
+    admin_task.await?.map_err(RunError::Admin)?;
     Ok(())
 }

@@ -2,5 +2,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    drbridge_agent::run(drbridge_agent::Args::parse()).await
+    // The library's error, with its chain of causes, as anyhow prints it.
+    drbridge_agent::run(drbridge_agent::Args::parse()).await?;
+    Ok(())
 }

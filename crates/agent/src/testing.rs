@@ -1,5 +1,7 @@
 //! An in-memory [`Cluster`] for tests: objects with uids, resource versions, finalizers
-//! and watches, and no API server. Also usable by in-process hub+agent tests.
+//! and watches, and no API server. Also usable by in-process hub+agent tests, and by the
+//! simulation (`drbridge-sim`), which slows every call down and watches what is written
+//! through an [`Observer`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::sync::Arc;
 use drbridge_model::Gvk;
 use drbridge_model::view::{no_kind_match_text, not_found_text, unknown_resource_text};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -34,11 +37,27 @@ struct Inner {
     deletes: BTreeMap<String, usize>,
 }
 
+/// What a test wants to happen around the API calls the agent makes to a [`FakeCluster`]
+/// (its [`Cluster`] methods; not the test's own `put`, `object` and the like).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Before each call that would reach the API server: discovery, get, the writes and
+    /// delete (not the watches, nor the server version). May take (virtual) time, so that
+    /// the agent can be stopped between any two calls.
+    fn before_call(&self) -> BoxFuture<'_, ()> {
+        Box::pin(futures::future::ready(()))
+    }
+    /// The object of a create, replace or server-side apply, before it is written.
+    fn writing(&self, _obj: &Value) {}
+    /// A delete that found `name` and succeeded: the object is gone, or being deleted.
+    fn deleted(&self, _r: &Resolved, _ns: &str, _name: &str) {}
+}
+
 /// See the module documentation.
 #[derive(Clone, Debug)]
 pub struct FakeCluster {
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<(Resolved, WatchEvent)>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Default for FakeCluster {
@@ -72,6 +91,7 @@ impl FakeCluster {
         let c = FakeCluster {
             inner: Arc::default(),
             events,
+            observer: None,
         };
         c.add_kind("", "v1", "Namespace", "namespaces", false);
         c.add_kind("", "v1", "ConfigMap", "configmaps", true);
@@ -91,6 +111,31 @@ impl FakeCluster {
             true,
         );
         c
+    }
+
+    /// The same cluster with `observer` told about each of the agent's calls.
+    pub fn observed_by(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    async fn before_call(&self) {
+        if let Some(o) = &self.observer {
+            o.before_call().await;
+        }
+    }
+
+    /// A create, replace or apply the agent asks for: observed, then `write` makes it.
+    async fn observed_write(
+        &self,
+        obj: Value,
+        write: impl FnOnce(Value) -> Result<Value, ClusterError>,
+    ) -> Result<Value, ClusterError> {
+        self.before_call().await;
+        if let Some(o) = &self.observer {
+            o.writing(&obj);
+        }
+        write(obj)
     }
 
     pub fn add_kind(
@@ -328,45 +373,9 @@ fn md_str<'a>(v: &'a Value, f: &str) -> &'a str {
         .unwrap_or("")
 }
 
-impl Cluster for FakeCluster {
-    async fn resolve_kind(&self, gvk: &Gvk) -> Result<Resolved, ClusterError> {
-        let inner = self.inner.lock();
-        if let Some(e) = inner.fail_discovery.get(&gvk.group) {
-            return Err(e.clone());
-        }
-        inner
-            .kinds
-            .iter()
-            .find(|r| r.group == gvk.group && r.version == gvk.version && r.kind == gvk.kind)
-            .cloned()
-            .ok_or_else(|| {
-                ClusterError::NoKind(no_kind_match_text(&gvk.group, &gvk.version, &gvk.kind))
-            })
-    }
-
-    async fn resolve_resource(
-        &self,
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Result<Resolved, ClusterError> {
-        let inner = self.inner.lock();
-        if let Some(e) = inner.fail_discovery.get(group) {
-            return Err(e.clone());
-        }
-        inner
-            .kinds
-            .iter()
-            .find(|r| {
-                r.group == group
-                    && r.plural == plural
-                    && (version.is_empty() || r.version == version)
-            })
-            .cloned()
-            .ok_or_else(|| ClusterError::NoKind(unknown_resource_text(plural)))
-    }
-
-    async fn get(&self, r: &Resolved, ns: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+// What the `Cluster` methods do, without the observer.
+impl FakeCluster {
+    fn get_now(&self, r: &Resolved, ns: &str, name: &str) -> Result<Option<Value>, ClusterError> {
         let inner = self.inner.lock();
         if let Some(e) = inner.fail_reads.get(&r.kind) {
             return Err(e.clone());
@@ -374,7 +383,7 @@ impl Cluster for FakeCluster {
         Ok(inner.objects.get(&key(r, ns, name)).cloned())
     }
 
-    async fn create(&self, r: &Resolved, ns: &str, mut obj: Value) -> Result<Value, ClusterError> {
+    fn create_now(&self, r: &Resolved, ns: &str, mut obj: Value) -> Result<Value, ClusterError> {
         let name = md_str(&obj, "name").to_string();
         let mut inner = self.inner.lock();
         Self::check_fail(&mut inner, r)?;
@@ -397,7 +406,7 @@ impl Cluster for FakeCluster {
         Ok(obj)
     }
 
-    async fn replace(
+    fn replace_now(
         &self,
         r: &Resolved,
         ns: &str,
@@ -433,18 +442,17 @@ impl Cluster for FakeCluster {
         Ok(obj)
     }
 
-    async fn server_side_apply(
+    /// Server-side apply, without field managers.
+    fn apply_now(
         &self,
         r: &Resolved,
         ns: &str,
         name: &str,
         obj: Value,
-        _field_manager: &str,
-        _force: bool,
     ) -> Result<Value, ClusterError> {
-        let live = self.get(r, ns, name).await?;
+        let live = self.get_now(r, ns, name)?;
         match live {
-            None => self.create(r, ns, obj).await,
+            None => self.create_now(r, ns, obj),
             Some(mut live) => {
                 // A shallow stand-in for a field-wise merge: top-level fields and labels.
                 for (k, v) in obj.as_object().into_iter().flatten() {
@@ -462,12 +470,12 @@ impl Cluster for FakeCluster {
                     .as_object_mut()
                     .expect("metadata")
                     .remove("resourceVersion");
-                self.replace(r, ns, name, live).await
+                self.replace_now(r, ns, name, live)
             }
         }
     }
 
-    async fn delete(
+    fn delete_now(
         &self,
         r: &Resolved,
         ns: &str,
@@ -509,6 +517,96 @@ impl Cluster for FakeCluster {
         };
         drop(inner);
         let _ = self.events.send((r.clone(), ev));
+        Ok(())
+    }
+}
+
+impl Cluster for FakeCluster {
+    async fn resolve_kind(&self, gvk: &Gvk) -> Result<Resolved, ClusterError> {
+        self.before_call().await;
+        let inner = self.inner.lock();
+        if let Some(e) = inner.fail_discovery.get(&gvk.group) {
+            return Err(e.clone());
+        }
+        inner
+            .kinds
+            .iter()
+            .find(|r| r.group == gvk.group && r.version == gvk.version && r.kind == gvk.kind)
+            .cloned()
+            .ok_or_else(|| {
+                ClusterError::NoKind(no_kind_match_text(&gvk.group, &gvk.version, &gvk.kind))
+            })
+    }
+
+    async fn resolve_resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Result<Resolved, ClusterError> {
+        self.before_call().await;
+        let inner = self.inner.lock();
+        if let Some(e) = inner.fail_discovery.get(group) {
+            return Err(e.clone());
+        }
+        inner
+            .kinds
+            .iter()
+            .find(|r| {
+                r.group == group
+                    && r.plural == plural
+                    && (version.is_empty() || r.version == version)
+            })
+            .cloned()
+            .ok_or_else(|| ClusterError::NoKind(unknown_resource_text(plural)))
+    }
+
+    async fn get(&self, r: &Resolved, ns: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+        self.before_call().await;
+        self.get_now(r, ns, name)
+    }
+
+    async fn create(&self, r: &Resolved, ns: &str, obj: Value) -> Result<Value, ClusterError> {
+        self.observed_write(obj, |obj| self.create_now(r, ns, obj))
+            .await
+    }
+
+    async fn replace(
+        &self,
+        r: &Resolved,
+        ns: &str,
+        name: &str,
+        obj: Value,
+    ) -> Result<Value, ClusterError> {
+        self.observed_write(obj, |obj| self.replace_now(r, ns, name, obj))
+            .await
+    }
+
+    async fn server_side_apply(
+        &self,
+        r: &Resolved,
+        ns: &str,
+        name: &str,
+        obj: Value,
+        _field_manager: &str,
+        _force: bool,
+    ) -> Result<Value, ClusterError> {
+        self.observed_write(obj, |obj| self.apply_now(r, ns, name, obj))
+            .await
+    }
+
+    async fn delete(
+        &self,
+        r: &Resolved,
+        ns: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        self.before_call().await;
+        self.delete_now(r, ns, name, uid)?;
+        if let Some(o) = &self.observer {
+            o.deleted(r, ns, name);
+        }
         Ok(())
     }
 

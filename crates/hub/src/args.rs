@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
-
 use crate::leader::{self, LeaderOptions};
 use crate::{clusters, desired, grpc, join_token};
 use drbridge_runtime::LogFormat;
@@ -142,38 +140,59 @@ pub struct Args {
     pub lease_retry_seconds: u64,
 }
 
+/// A flag, or a relation between flags, that clap cannot check.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgsError {
+    /// `--{flag}` is below its least value, `{least}` (as the flag is written).
+    #[error("--{flag} must be at least {least}")]
+    TooSmall {
+        flag: &'static str,
+        least: &'static str,
+    },
+    #[error(
+        "--presence-timeout-seconds ({presence}) must be at least twice --heartbeat-seconds ({heartbeat})"
+    )]
+    PresenceTimeout { presence: u64, heartbeat: u64 },
+    #[error("--namespace must not be empty")]
+    EmptyNamespace,
+    /// The lease durations do not fit together; the reason is
+    /// [`leader::LeaseConfig::validate`]'s.
+    #[error("--lease-*: {0}")]
+    Lease(String),
+}
+
 impl Args {
     /// Checks relations between flags that clap cannot.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<(), ArgsError> {
+        let too_small = |flag, least| Err(ArgsError::TooSmall { flag, least });
         if self.heartbeat_seconds == 0 {
-            bail!("--heartbeat-seconds must be at least 1");
+            return too_small("heartbeat-seconds", "1");
         }
         if self.presence_timeout_seconds < 2 * self.heartbeat_seconds {
-            bail!(
-                "--presence-timeout-seconds ({}) must be at least twice --heartbeat-seconds ({})",
-                self.presence_timeout_seconds,
-                self.heartbeat_seconds
-            );
+            return Err(ArgsError::PresenceTimeout {
+                presence: self.presence_timeout_seconds,
+                heartbeat: self.heartbeat_seconds,
+            });
         }
         if self.max_sync_bytes < 64 * 1024 {
-            bail!("--max-sync-bytes must be at least 65536");
+            return too_small("max-sync-bytes", "65536");
         }
         if self.max_report_bytes < 64 * 1024 {
-            bail!("--max-report-bytes must be at least 65536");
+            return too_small("max-report-bytes", "65536");
         }
         if self.status_queue == 0 {
-            bail!("--status-queue must be at least 1");
+            return too_small("status-queue", "1");
         }
         if self.cert_validity < Duration::from_secs(10) {
-            bail!("--cert-validity must be at least 10s");
+            return too_small("cert-validity", "10s");
         }
         if self.namespace.is_empty() {
-            bail!("--namespace must not be empty");
+            return Err(ArgsError::EmptyNamespace);
         }
         if self.leader_election {
             self.lease_config("check".into())
                 .validate()
-                .map_err(|e| anyhow::anyhow!("--lease-*: {e}"))?;
+                .map_err(ArgsError::Lease)?;
         }
         Ok(())
     }

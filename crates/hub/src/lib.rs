@@ -50,11 +50,10 @@ pub mod watches;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span};
 
-pub use args::Args;
+pub use args::{Args, ArgsError};
 pub use drbridge_runtime::LogFormat;
 pub use leader::{LeaderOptions, start_epoch};
 pub use serve::{
@@ -62,8 +61,37 @@ pub use serve::{
     serve_with_renewal,
 };
 
+/// Why [`run`] stopped before SIGINT/SIGTERM asked it to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    /// Logging could not start, or another part of `drbridge-runtime` failed.
+    #[error(transparent)]
+    Runtime(#[from] drbridge_runtime::Error),
+    #[error(transparent)]
+    KubeClient(#[from] drbridge_runtime::KubeClientError),
+    #[error("loading the hub's TLS files")]
+    Tls(#[source] drbridge_tls::Error),
+    #[error("loading the hub's TLS files for the join listener")]
+    JoinTls(#[source] drbridge_tls::Error),
+    #[error("binding {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server")]
+    Serve(#[source] tonic::transport::Error),
+    #[error("join gRPC server")]
+    JoinServe(#[source] tonic::transport::Error),
+    /// The join listener's task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Runs the hub until SIGINT/SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> Result<(), RunError> {
     match drbridge_runtime::init_tracing(args.log_format, &args.log) {
         // Embedded next to other components (a demo, a test), the first one's
         // subscriber stays.
@@ -83,7 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &args.tls_key,
         &args.tls_ca,
     ))
-    .context("loading the hub's TLS files")?;
+    .map_err(RunError::Tls)?;
 
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = metrics::Metrics::register(&mut registry);
@@ -155,11 +183,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None
     } else {
         // Same certificate files as the mutual-TLS listener, without asking for a client's.
-        let join_tls = drbridge_tls::ServerTls::server_only(tls.paths().clone())
-            .context("loading the hub's TLS files for the join listener")?;
-        let listener = tokio::net::TcpListener::bind(args.join_addr)
-            .await
-            .with_context(|| format!("binding {}", args.join_addr))?;
+        let join_tls =
+            drbridge_tls::ServerTls::server_only(tls.paths().clone()).map_err(RunError::JoinTls)?;
+        let listener = bind(args.join_addr).await?;
         info!(join = %args.join_addr, "serving joins");
         let service = parts.join_service().expect("registration is on");
         let shutdown = wait_shutdown(shutdown_rx.clone());
@@ -172,24 +198,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await
         }))
     };
-    let listener = tokio::net::TcpListener::bind(args.listen_addr)
-        .await
-        .with_context(|| format!("binding {}", args.listen_addr))?;
+    let listener = bind(args.listen_addr).await?;
     parts
         .serve(
             drbridge_tls::incoming(listener, tls),
             wait_shutdown(shutdown_rx.clone()),
         )
         .await
-        .context("gRPC server")?;
+        .map_err(RunError::Serve)?;
     if let Some(join) = join {
-        join.await?.context("join gRPC server")?;
+        join.await?.map_err(RunError::JoinServe)?;
     }
     // A rolling update hands over at once instead of after the lease duration.
     parts.release_leadership().await;
     admin.abort();
     info!("drbridge-hub stopped");
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
 }
 
 /// Options of [`Hub::start`].

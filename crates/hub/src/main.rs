@@ -2,5 +2,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    drbridge_hub::run(drbridge_hub::Args::parse()).await
+    // The library's error, with its chain of causes, as anyhow prints it.
+    drbridge_hub::run(drbridge_hub::Args::parse()).await?;
+    Ok(())
 }

@@ -1,16 +1,16 @@
-//! A managed cluster in memory: the agent crate's `FakeCluster` behind a [`Cluster`] that
-//! takes (virtual) time per call, so that a crash can stop the agent between any two API
-//! calls, and that logs what the invariants judge: deletions and writes.
+//! A managed cluster in memory: the agent crate's `FakeCluster`, observed so that each API
+//! call takes (virtual) time, so that a crash can stop the agent between any two API
+//! calls, and that what the invariants judge is logged: deletions and writes.
 //! [`SimStore`] is the durable record (`MemoryStore`), with a history of every write.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use drbridge_agent::cluster::{Cluster, ClusterError, Resolved, WatchStream};
+use drbridge_agent::cluster::Resolved;
 use drbridge_agent::record::{StoreError, WorkRecord};
-use drbridge_agent::testing::FakeCluster;
+use drbridge_agent::testing::{FakeCluster, Observer};
 use drbridge_agent::{MemoryStore, RecordStore};
-use drbridge_model::Gvk;
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use crate::rng::Rng;
@@ -24,17 +24,22 @@ pub struct SpokeLog {
     pub foreign: Vec<String>,
 }
 
+/// A spoke's cluster: the agent's [`FakeCluster`], observed by a [`Spoke`].
 #[derive(Clone, Debug)]
 pub struct SimCluster {
     pub name: String,
     pub fake: FakeCluster,
-    latency: Arc<Mutex<Rng>>,
     pub log: Arc<Mutex<SpokeLog>>,
 }
 
 impl SimCluster {
     pub fn new(name: &str, rng: Rng) -> Self {
-        let fake = FakeCluster::new();
+        let log = Arc::<Mutex<SpokeLog>>::default();
+        let fake = FakeCluster::new().observed_by(Arc::new(Spoke {
+            name: name.to_string(),
+            latency: Mutex::new(rng),
+            log: log.clone(),
+        }));
         // The agent reads the cluster's id claim from kube-system.
         fake.put(
             "Namespace",
@@ -43,19 +48,31 @@ impl SimCluster {
         Self {
             name: name.to_string(),
             fake,
-            latency: Arc::new(Mutex::new(rng)),
-            log: Arc::default(),
+            log,
         }
     }
+}
 
-    async fn pause(&self) {
+/// What the simulation adds to each of the agent's calls: a pause of 0 to 7 ms of virtual
+/// time, and the log of deletions and foreign writes.
+#[derive(Debug)]
+struct Spoke {
+    name: String,
+    latency: Mutex<Rng>,
+    log: Arc<Mutex<SpokeLog>>,
+}
+
+impl Observer for Spoke {
+    fn before_call(&self) -> BoxFuture<'_, ()> {
         let ms = self.latency.lock().expect("not poisoned").below(8);
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+        Box::pin(async move {
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+        })
     }
 
-    fn check_owner(&self, obj: &Value) {
+    fn writing(&self, obj: &Value) {
         if let Some(c) = obj.pointer("/spec/cluster").and_then(Value::as_str)
             && c != self.name
         {
@@ -67,84 +84,13 @@ impl SimCluster {
                 .push(format!("{name} of cluster {c}"));
         }
     }
-}
 
-impl Cluster for SimCluster {
-    async fn resolve_kind(&self, gvk: &Gvk) -> Result<Resolved, ClusterError> {
-        self.pause().await;
-        self.fake.resolve_kind(gvk).await
-    }
-    async fn resolve_resource(
-        &self,
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Result<Resolved, ClusterError> {
-        self.pause().await;
-        self.fake.resolve_resource(group, version, plural).await
-    }
-    async fn get(&self, r: &Resolved, ns: &str, name: &str) -> Result<Option<Value>, ClusterError> {
-        self.pause().await;
-        self.fake.get(r, ns, name).await
-    }
-    async fn create(&self, r: &Resolved, ns: &str, obj: Value) -> Result<Value, ClusterError> {
-        self.pause().await;
-        self.check_owner(&obj);
-        self.fake.create(r, ns, obj).await
-    }
-    async fn replace(
-        &self,
-        r: &Resolved,
-        ns: &str,
-        name: &str,
-        obj: Value,
-    ) -> Result<Value, ClusterError> {
-        self.pause().await;
-        self.check_owner(&obj);
-        self.fake.replace(r, ns, name, obj).await
-    }
-    async fn server_side_apply(
-        &self,
-        r: &Resolved,
-        ns: &str,
-        name: &str,
-        obj: Value,
-        field_manager: &str,
-        force: bool,
-    ) -> Result<Value, ClusterError> {
-        self.pause().await;
-        self.check_owner(&obj);
-        self.fake
-            .server_side_apply(r, ns, name, obj, field_manager, force)
-            .await
-    }
-    async fn delete(
-        &self,
-        r: &Resolved,
-        ns: &str,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Result<(), ClusterError> {
-        self.pause().await;
-        let existed = self.fake.get(r, ns, name).await.ok().flatten().is_some();
-        let out = self.fake.delete(r, ns, name, uid).await;
-        if existed && out.is_ok() {
-            self.log
-                .lock()
-                .expect("not poisoned")
-                .deleted
-                .push(name.to_string());
-        }
-        out
-    }
-    fn watch_kind(&self, r: &Resolved) -> WatchStream {
-        self.fake.watch_kind(r)
-    }
-    fn watch_object(&self, r: &Resolved, ns: &str, name: &str) -> WatchStream {
-        self.fake.watch_object(r, ns, name)
-    }
-    async fn server_version(&self) -> Result<String, ClusterError> {
-        self.fake.server_version().await
+    fn deleted(&self, _r: &Resolved, _ns: &str, name: &str) {
+        self.log
+            .lock()
+            .expect("not poisoned")
+            .deleted
+            .push(name.to_string());
     }
 }
 

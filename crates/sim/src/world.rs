@@ -13,6 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use drbridge_agent::session::{Seen, accept_welcome, handle_sync};
+use drbridge_agent::testing::FakeCluster;
 use drbridge_agent::{Agent, WorkConfig};
 use drbridge_hub::leader::next_epoch;
 use drbridge_proto::v1 as pb;
@@ -44,7 +45,7 @@ struct Session {
 
 struct AgentProc {
     // Dropped after `agent`: its tasks stop with the runtime.
-    agent: Agent<SimCluster, SimStore>,
+    agent: Agent<FakeCluster, SimStore>,
     rt: tokio::runtime::Runtime,
     session: Option<Session>,
 }
@@ -229,7 +230,7 @@ impl World {
         let agent = {
             let _span = info_span!("agent", cluster = %spoke.name).entered();
             rt.block_on(Agent::start(
-                std::sync::Arc::new(spoke.cluster.clone()),
+                std::sync::Arc::new(spoke.cluster.fake.clone()),
                 std::sync::Arc::new(spoke.store.clone()),
                 &spoke.name,
                 agent_config(),

@@ -28,11 +28,26 @@ use drbridge_runtime::prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::info;
 
-pub use args::Args;
+pub use args::{Args, ArgsError};
+
+/// Why [`run`] stopped before SIGINT or SIGTERM asked it to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    /// Logging or the admin server failed.
+    #[error(transparent)]
+    Runtime(#[from] drbridge_runtime::Error),
+    #[error(transparent)]
+    KubeClient(#[from] drbridge_runtime::KubeClientError),
+    /// The admin server's task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// The binary: parses nothing (clap did), starts logging, the optional admin server and the
 /// controllers, and runs until SIGINT or SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> Result<(), RunError> {
     // One crypto provider for the process; a second install attempt is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     drbridge_runtime::init_tracing(args.log_format, &args.log_filter)?;

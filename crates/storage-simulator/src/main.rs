@@ -2,5 +2,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    drbridge_storage_simulator::run(drbridge_storage_simulator::Args::parse()).await
+    // The library's error, with its chain of causes, as anyhow prints it.
+    drbridge_storage_simulator::run(drbridge_storage_simulator::Args::parse()).await?;
+    Ok(())
 }

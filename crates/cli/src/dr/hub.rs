@@ -10,11 +10,14 @@ use drbridge_api::cluster::consts::PLACEMENT_LABEL;
 use drbridge_api::cluster::{ClusterDecision, ManagedCluster, PlacementDecision};
 use drbridge_api::view::ManagedClusterView;
 use drbridge_api::work::ManifestWork;
+use drbridge_dr::config::{self, S3StoreProfile};
 use drbridge_dr::connection::Connection;
+use drbridge_dr::consts::config as ramen_config;
 use drbridge_dr::consts::vrg_view_name;
 use drbridge_dr::status::current_cluster;
 use drbridge_dr::types::{DRCluster, DRPlacementControl, DRPolicy};
 use drbridge_dr::view::{UNREACHABLE_SINCE_ANNOTATION, VrgEvidence, vrg_from_view};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -273,7 +276,40 @@ where
     watcher(api, cfg).default_backoff().map(|_| ()).boxed()
 }
 
+/// Every object of a kind of Ramen's hub API (`plural` names it in the error).
+pub async fn list_all<K>(client: &kube::Client, plural: &str) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .kctx(|| format!("listing {plural} (is Ramen's hub API installed?)"))?
+        .items)
+}
+
 /// The time now, for ages.
 pub fn now() -> Timestamp {
     Timestamp::now()
+}
+
+/// The S3 profiles in the hub's RamenConfig, in Ramen's operator namespace `ramen_namespace`.
+pub async fn profiles(
+    client: &kube::Client,
+    ramen_namespace: &str,
+) -> anyhow::Result<Vec<S3StoreProfile>> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ramen_namespace)
+        .get_opt(ramen_config::HUB_CONFIGMAP)
+        .await?;
+    let yaml = cm
+        .and_then(|c| c.data)
+        .and_then(|d| d.get(ramen_config::KEY).cloned());
+    Ok(config::profiles(
+        yaml.as_deref(),
+        &format!(
+            "ConfigMap {}/{}",
+            ramen_namespace,
+            ramen_config::HUB_CONFIGMAP
+        ),
+    )?)
 }
