@@ -366,7 +366,16 @@ impl Bridge {
         let (fake, store) = self
             .fakes
             .entry(cluster.to_owned())
-            .or_insert_with(|| (FakeCluster::new(), MemoryStore::default()))
+            .or_insert_with(|| {
+                let fake = FakeCluster::new();
+                // What the agent reads its cluster id claim from.
+                fake.put(
+                    "Namespace",
+                    serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                                       "metadata": {"name": "kube-system"}}),
+                );
+                (fake, MemoryStore::default())
+            })
             .clone();
         let agent = Agent::start(
             Arc::new(fake),
