@@ -122,8 +122,9 @@ pub struct Args {
     #[arg(long, env = "DRBRIDGE_LEASE_NAME", default_value = leader::DEFAULT_LEASE_NAME)]
     pub lease_name: String,
 
-    /// How long the other replicas wait after the Lease last changed before taking it.
-    #[arg(long, env = "DRBRIDGE_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    /// How long the other replicas wait after the Lease last changed before taking it. The
+    /// default replaces a crashed leader within about 12 s (docs/performance.md).
+    #[arg(long, env = "DRBRIDGE_LEASE_DURATION_SECONDS", default_value_t = 10)]
     pub lease_duration_seconds: u64,
 
     /// The leader stops leading this long after its last successful renewal (below the
@@ -131,7 +132,7 @@ pub struct Args {
     #[arg(
         long,
         env = "DRBRIDGE_LEASE_RENEW_DEADLINE_SECONDS",
-        default_value_t = 10
+        default_value_t = 7
     )]
     pub lease_renew_deadline_seconds: u64,
 
@@ -282,8 +283,8 @@ mod tests {
         assert_eq!(e.namespace, "ns");
         assert_eq!(e.lease.name, "drbridge-hub");
         assert_eq!(e.lease.identity, "h1");
-        assert_eq!(e.lease.lease_duration, Duration::from_secs(15));
-        assert_eq!(e.lease.renew_deadline, Duration::from_secs(10));
+        assert_eq!(e.lease.lease_duration, Duration::from_secs(10));
+        assert_eq!(e.lease.renew_deadline, Duration::from_secs(7));
         assert_eq!(e.lease.retry_period, Duration::from_secs(2));
         // The leader must stop before another replica may start.
         let a = parse(&[

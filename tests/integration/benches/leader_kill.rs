@@ -6,7 +6,7 @@
 //! written), and checks that no work status regressed and nothing was deleted on any cluster.
 //!
 //! cargo bench -p drbridge-integration-tests --bench leader_kill [-- CLUSTERS [WORKS]]
-//! DRBRIDGE_LEASE=15,10,2 sets lease duration, renew deadline and retry period (seconds;
+//! DRBRIDGE_LEASE=10,7,2 sets lease duration, renew deadline and retry period (seconds;
 //! the default is the hub's).
 
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ async fn wait_all_applied(hub: &kube::Client, names: &[String], within: Duration
 
 fn lease_from_env() -> LeaseConfig {
     let secs: Vec<u64> = std::env::var("DRBRIDGE_LEASE")
-        .unwrap_or_else(|_| "15,10,2".into())
+        .unwrap_or_else(|_| "10,7,2".into())
         .split(',')
         .map(|s| {
             s.trim()
