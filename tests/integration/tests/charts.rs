@@ -293,6 +293,8 @@ fn hub_expected_grants() -> BTreeMap<(String, String), BTreeSet<String>> {
             &["get", "list", "watch", "patch"],
         ),
         (cluster, "managedclusters/status", &["patch"]),
+        // Its Events on ManifestWorks and ManagedClusters (patch: a repeat's count).
+        ("events.k8s.io", "events", &["create", "patch"]),
     ]
     .into_iter()
     .map(|(g, r, v)| {
@@ -699,6 +701,8 @@ fn agent_chart_grants_exactly_its_allowlist() {
     let own = [
         ("drbridge.io", "appliedworks"),
         ("cluster.open-cluster-management.io", "clusterclaims"),
+        // Events on what it deleted at the hub's request.
+        ("events.k8s.io", "events"),
     ];
     let mut expected = resources_of(&values);
     expected.extend(own.iter().map(|(g, r)| (g.to_string(), r.to_string())));
