@@ -6,6 +6,7 @@
 //! The logic without a cluster (checks, rows, sentences, objects) is in `drbridge-dr`; this
 //! module reads and writes the hub, asks for confirmation and follows actions.
 
+mod dashboard;
 pub(crate) mod hub;
 
 use std::collections::BTreeMap;
@@ -109,6 +110,8 @@ pub enum DrCommand {
     Disable(DisableArgs),
     /// Status of protected applications; with NAME, the detail of one.
     Status(StatusArgs),
+    /// A read-only web page of clusters, protected applications and the transport, live.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +351,7 @@ pub async fn run(args: DrArgs) -> anyhow::Result<()> {
         DrCommand::Clear(a) => clear(&g, a).await,
         DrCommand::Disable(a) => disable(&g, a).await,
         DrCommand::Status(a) => status(&g, a).await,
+        DrCommand::Dashboard(a) => dashboard::run(&g, a).await,
     }
 }
 
