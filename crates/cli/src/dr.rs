@@ -15,13 +15,15 @@
 //! - [`protect`], [`actions`] (`failover`, `relocate`, `clear`, `disable`), [`follow`]
 //!   (watching Ramen carry a change out), [`status`] (`status`, `status --watch`);
 //! - shared: [`hub`] (reading the hub), [`write`] (how writes are made), [`output`]
-//!   (tables, JSON and YAML, progress lines).
+//!   (tables, JSON and YAML, progress lines);
+//! - [`dashboard`]: `dr dashboard`, the live read-only web page.
 //!
 //! Each command file uses only those shared ones (and `follow`), never another command's.
 
 mod actions;
 pub(crate) mod args;
 mod cluster;
+mod dashboard;
 mod follow;
 pub(crate) mod hub;
 mod output;
@@ -56,5 +58,6 @@ pub async fn run(args: DrArgs) -> anyhow::Result<()> {
         DrCommand::Clear(a) => actions::clear(&g, a).await,
         DrCommand::Disable(a) => actions::disable(&g, a).await,
         DrCommand::Status(a) => status::status(&g, a).await,
+        DrCommand::Dashboard(a) => dashboard::run(&g, a).await,
     }
 }

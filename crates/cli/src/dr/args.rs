@@ -83,6 +83,8 @@ pub enum DrCommand {
     Disable(DisableArgs),
     /// Status of protected applications; with NAME, the detail of one.
     Status(StatusArgs),
+    /// A read-only web page of clusters, protected applications and the transport, live.
+    Dashboard(super::dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Subcommand)]
