@@ -137,24 +137,25 @@ impl CleanupSnapshot {
     }
 
     /// Done when the DRPC and the Placement are gone and no VRG remains. A DRPC that went
-    /// while VRG works remain was not finalized by Ramen (is its hub operator running?).
+    /// while a VRG work was never deleted was not finalized by Ramen (is its hub operator
+    /// running?). A VRG still deleting is not that: Ramen releases the DRPC once its views
+    /// say the VRGs are gone, while the hub's finalizer may hold the work a moment longer,
+    /// until the agent's confirmation lands.
     pub fn outcome(&self) -> Outcome {
         let all_gone = self.vrgs.values().all(|v| *v == VrgCleanup::Gone);
+        let left: Vec<&str> = self
+            .vrgs
+            .iter()
+            .filter(|(_, v)| matches!(v, VrgCleanup::Present(_)))
+            .map(|(c, _)| c.as_str())
+            .collect();
         match (&self.drpc, self.placement, all_gone) {
             (None, false, true) => Outcome::Done,
-            (None, _, false) => {
-                let left: Vec<&str> = self
-                    .vrgs
-                    .iter()
-                    .filter(|(_, v)| **v != VrgCleanup::Gone)
-                    .map(|(c, _)| c.as_str())
-                    .collect();
-                Outcome::Failed(format!(
-                    "the DRPlacementControl is gone but the VRG of {} remains: Ramen did not \
+            (None, _, false) if !left.is_empty() => Outcome::Failed(format!(
+                "the DRPlacementControl is gone but the VRG of {} remains: Ramen did not \
                      finalize it (is Ramen's hub operator running?)",
-                    left.join(", ")
-                ))
-            }
+                left.join(", ")
+            )),
             _ => Outcome::Pending,
         }
     }
@@ -256,6 +257,17 @@ mod tests {
             Outcome::Pending,
             "the Placement is still there"
         );
+        assert_eq!(
+            CleanupSnapshot::new(None, false, &clusters).outcome(),
+            Outcome::Done
+        );
+        // Ramen released the DRPC on its views while the hub still holds dr2's work for the
+        // agent's confirmation: still deleting, not left behind.
+        clusters.get_mut("dr2").unwrap().0 = WorkState::Deleting;
+        let held = CleanupSnapshot::new(None, false, &clusters);
+        assert_eq!(held.vrgs["dr2"], VrgCleanup::Deleting);
+        assert_eq!(held.outcome(), Outcome::Pending);
+        clusters.get_mut("dr2").unwrap().0 = WorkState::Absent;
         assert_eq!(
             CleanupSnapshot::new(None, false, &clusters).outcome(),
             Outcome::Done
