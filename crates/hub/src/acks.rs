@@ -56,6 +56,8 @@ impl Since {
 struct Cluster {
     /// The stream the outstanding syncs belong to (sync ids restart with each stream).
     conn: Option<u64>,
+    /// The open stream has sent a sync: its resync, the first thing every stream sends.
+    resync_sent: bool,
     outstanding: BTreeMap<u64, Since>,
     /// The oldest unacknowledged change of streams that ended.
     carried: Option<Since>,
@@ -79,7 +81,9 @@ impl Acks {
                 Self::end(c, old);
             }
             c.conn = Some(conn);
+            c.resync_sent = false;
         }
+        c.resync_sent = true;
         // The first sync of a stream is where a carried-over change is delivered again.
         let since = match c.carried.take() {
             Some(carried) => now.min(Some(carried)),
@@ -113,6 +117,16 @@ impl Acks {
         }
         c.outstanding.clear();
         c.conn = None;
+        c.resync_sent = false;
+    }
+
+    /// `cluster`'s agent is connected and has acknowledged everything sent to it, its resync
+    /// included: it holds the cluster's desired state as this hub knows it. After a hub
+    /// restart or a change of leader, every agent in sync is the end of the reconnect.
+    pub fn in_sync(&self, cluster: &str) -> bool {
+        self.clusters.get(cluster).is_some_and(|c| {
+            c.conn.is_some() && c.resync_sent && c.outstanding.is_empty() && c.carried.is_none()
+        })
     }
 
     /// The oldest change sent to `cluster` that its agent has not acknowledged.
@@ -180,8 +194,10 @@ pub async fn run(
             let idx = index.read();
             let mut acks = acks.lock();
             acks.retain(&|name| idx.is_registered(name));
+            let mut in_sync = 0;
             for c in idx.clusters() {
                 let name = c.meta.name.as_str();
+                in_sync += i64::from(acks.in_sync(name));
                 let oldest = acks.oldest(name);
                 let age = oldest.map_or(0.0, |s| now.saturating_duration_since(s.at).as_secs_f64());
                 metrics.unacknowledged_age(name, age);
@@ -207,6 +223,7 @@ pub async fn run(
                     });
                 }
             }
+            metrics.agents_in_sync.set(in_sync);
             published.retain(|name| {
                 let keep = idx.is_registered(name);
                 if !keep {
@@ -279,6 +296,35 @@ mod tests {
         assert_eq!(a.oldest("dr1"), Some(at(t0, 20)));
         a.acked("dr1", 2, 1);
         assert_eq!(a.oldest("dr1"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_sync_once_the_resync_of_an_open_stream_is_acknowledged() {
+        let t0 = Since::now();
+        let mut a = Acks::default();
+        assert!(!a.in_sync("dr1"), "never connected");
+        a.sent("dr1", 1, 0, t0);
+        assert!(!a.in_sync("dr1"), "resync sent, not acknowledged");
+        a.acked("dr1", 1, 0);
+        assert!(a.in_sync("dr1"));
+        a.sent("dr1", 1, 1, at(t0, 1));
+        assert!(!a.in_sync("dr1"), "a change outstanding");
+        a.acked("dr1", 1, 1);
+        assert!(a.in_sync("dr1"));
+        // Disconnected with nothing outstanding: not in sync, nobody holds the stream.
+        a.ended("dr1", 1);
+        assert!(!a.in_sync("dr1"));
+        // A new stream is in sync only once its own resync is acknowledged, and what the old
+        // one left outstanding stays until then.
+        a.sent("dr1", 2, 0, at(t0, 2));
+        a.sent("dr1", 2, 1, at(t0, 2));
+        a.ended("dr1", 2);
+        a.sent("dr1", 3, 0, at(t0, 3));
+        a.acked("dr1", 2, 0);
+        assert!(!a.in_sync("dr1"), "an ended stream's ack does not count");
+        a.acked("dr1", 3, 0);
+        assert!(a.in_sync("dr1"));
+        assert!(!a.in_sync("dr2"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,6 +70,8 @@ pub struct Metrics {
     /// Age of the oldest change sent to each cluster that its agent has not acknowledged
     /// (0: everything acknowledged); see `acks`.
     pub oldest_unacknowledged_seconds: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    /// Connected agents that acknowledged everything sent to them, their resync included.
+    pub agents_in_sync: Gauge,
     /// The hub saw a ManifestWork generation → its agent reported it applied; see `delivery`.
     pub work_delivery_seconds: LatencyFamily<ClusterLabels>,
     /// A status observed on the managed cluster (the agent's clock) → written on the hub.
@@ -96,6 +98,7 @@ impl Default for Metrics {
             intents_dropped: Counter::default(),
             registrations: Family::default(),
             oldest_unacknowledged_seconds: Family::default(),
+            agents_in_sync: Gauge::default(),
             work_delivery_seconds: Family::new_with_constructor(
                 drbridge_runtime::latency_histogram,
             ),
@@ -191,6 +194,11 @@ impl Metrics {
             "oldest_unacknowledged_seconds",
             "Age of the oldest change sent to the cluster's agent and not yet acknowledged (0: all acknowledged)",
             m.oldest_unacknowledged_seconds.clone(),
+        );
+        r.register(
+            "agents_in_sync",
+            "Connected agents that acknowledged everything sent to them, their resync included",
+            m.agents_in_sync.clone(),
         );
         r.register(
             "work_delivery_seconds",
