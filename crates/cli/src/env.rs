@@ -259,6 +259,8 @@ async fn up_ramen(args: UpArgs) -> anyhow::Result<()> {
         ramen_source,
         tools,
         timeout: Duration::from_secs(args.timeout.max(300)),
+        // Detached: the replicas' front would go with this process.
+        hub_replicas: 1,
     };
     // A failed start stops what it started and keeps the logs the error names.
     let bed = Testbed::start(opts, &printer)

@@ -83,7 +83,7 @@ pub fn ramen_tools(
 /// Starts the hub and the agents of every cluster after the first, and waits
 /// until every ManagedCluster is Available.
 pub async fn start(env: &mut Env, bins: &Binaries, timeout: Duration) -> anyhow::Result<String> {
-    Ok(drbridge_testbed::bed::start_drbridge(env, &bins.hub, &bins.agent, timeout).await?)
+    Ok(drbridge_testbed::drbridge::start_drbridge(env, &bins.hub, &bins.agent, timeout).await?)
 }
 
 /// Where to look for the upstream snapshots: this checkout (the working

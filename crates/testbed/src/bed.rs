@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use drbridge_localenv::bridge::{BridgePki, apply_crds, prepare_hub, prepare_managed};
+use drbridge_localenv::bridge::{apply_crds, prepare_hub};
 use drbridge_localenv::ports::free_port;
 use drbridge_localenv::process::log_tail;
 use drbridge_localenv::{Env, EnvOptions, Lifetime, Progress};
@@ -18,6 +18,7 @@ use tracing::info;
 
 use crate::Error;
 use crate::build::{self, Programs};
+use crate::drbridge::{self, Drbridge};
 use crate::manifests::{self, names::*};
 use crate::source::Source;
 
@@ -119,6 +120,9 @@ pub struct TestbedOptions {
     pub tools: Tools,
     /// Longest wait for any one step (a process ready, a DRCluster validated).
     pub timeout: Duration,
+    /// drbridge-hub replicas: more than one elect a leader, as the chart's do, behind a front
+    /// in this process ([`drbridge::Options::replicas`]), so only with [`Lifetime::Attached`].
+    pub hub_replicas: usize,
 }
 
 /// A running test bed. With [`Lifetime::Attached`] it stops when dropped.
@@ -130,6 +134,7 @@ pub struct Testbed {
     pub s3_endpoint: String,
     /// How long each step of [`Testbed::start`] took.
     pub timings: Vec<(String, Duration)>,
+    pub drbridge: Option<Drbridge>,
 }
 
 /// Records the wall time of each step.
@@ -185,6 +190,15 @@ impl Testbed {
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<Testbed, Error> {
         opts.tools.check()?;
+        if opts.hub_replicas > 1 && opts.lifetime != Lifetime::Attached {
+            return Err(Error::Start {
+                what: "the test bed".into(),
+                why: "hub replicas sit behind a front in this process: they need an attached \
+                      lifetime"
+                    .into(),
+                log: None,
+            });
+        }
         let mut clock = Clock::new();
         let cache = drbridge_localenv::cache_dir();
         let programs =
@@ -205,6 +219,7 @@ impl Testbed {
             programs,
             s3_endpoint: String::new(),
             timings: Vec::new(),
+            drbridge: None,
         };
         bed.start_s3(opts.timeout).await?;
         clock.lap("s3");
@@ -235,13 +250,19 @@ impl Testbed {
         // drbridge first: it installs the OCM CRDs and ManagedClusters that
         // Ramen's hub operator watches, and the ClusterClaim CRD the
         // dr-cluster operator does.
-        start_drbridge(
-            &mut bed.env,
-            &opts.tools.hub,
-            &opts.tools.agent,
-            opts.timeout,
-        )
-        .await?;
+        bed.drbridge = Some(
+            drbridge::start(
+                &mut bed.env,
+                &opts.tools.hub,
+                &opts.tools.agent,
+                opts.timeout,
+                &drbridge::Options {
+                    replicas: opts.hub_replicas,
+                    ..Default::default()
+                },
+            )
+            .await?,
+        );
         clock.lap("drbridge");
         for m in MANAGED {
             bed.start_velero(m)?;
@@ -299,7 +320,12 @@ impl Testbed {
                 self.env.resume_process(&name)?;
             }
         }
-        wait_available(&mut self.env, HUB, cluster, timeout).await
+        let hubs: Vec<String> = match &self.drbridge {
+            Some(d) => d.replicas.iter().map(|r| r.name.clone()).collect(),
+            None => vec![drbridge::HUB_PROCESS.to_string()],
+        };
+        let hubs: Vec<&str> = hubs.iter().map(String::as_str).collect();
+        drbridge::wait_available(&mut self.env, HUB, &hubs, cluster, timeout).await
     }
 
     async fn client(&self, cluster: &str) -> Result<kube::Client, Error> {
@@ -707,142 +733,4 @@ pub async fn apply(client: &kube::Client, obj: &Value) -> Result<(), Error> {
     )
     .await?;
     Ok(())
-}
-
-/// Starts drbridge-hub on the hub and an agent per managed cluster, as
-/// processes with their own certificates, and waits until every
-/// ManagedCluster is Available. Returns the hub's gRPC endpoint.
-pub async fn start_drbridge(
-    env: &mut Env,
-    hub_bin: &Path,
-    agent_bin: &Path,
-    timeout: Duration,
-) -> Result<String, Error> {
-    start_drbridge_via(env, hub_bin, agent_bin, timeout, &|hub| hub, &[]).await
-}
-
-/// [`start_drbridge`], with each agent dialling `route(the hub's gRPC address)` instead of
-/// the hub itself: a proxy in between, for fault tests. The hub's certificate names
-/// `localhost`, so a proxy on loopback is transparent to mutual TLS. `agent_args` are added to
-/// every agent's command line.
-pub async fn start_drbridge_via(
-    env: &mut Env,
-    hub_bin: &Path,
-    agent_bin: &Path,
-    timeout: Duration,
-    route: &(dyn Fn(std::net::SocketAddr) -> std::net::SocketAddr + Sync),
-    agent_args: &[&str],
-) -> Result<String, Error> {
-    let names = env.cluster_names();
-    let Some((hub_name, managed)) = names.split_first() else {
-        return Err(Error::Start {
-            what: "drbridge".into(),
-            why: "no clusters".into(),
-            log: None,
-        });
-    };
-    let managed: Vec<String> = managed.to_vec();
-    let hub = env.client(hub_name).await?;
-    prepare_hub(&hub, &managed).await?;
-    for m in &managed {
-        prepare_managed(&env.client(m).await?).await?;
-    }
-    let pki = BridgePki::ensure(&env.dir().join("drbridge-pki"))?;
-    let port = free_port()?;
-    let endpoint = format!("https://127.0.0.1:{port}");
-    let dialled = route(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    let hub_tls = pki.hub();
-    let s = |p: &Path| p.display().to_string();
-    let hub_args = vec![
-        format!("--listen-addr=127.0.0.1:{port}"),
-        format!("--admin-addr=127.0.0.1:{}", free_port()?),
-        // Its own loopback port: the default 0.0.0.0:8444 is taken as soon
-        // as a second environment runs on the machine.
-        format!("--join-addr=127.0.0.1:{}", free_port()?),
-        format!("--tls-cert={}", s(&hub_tls.cert)),
-        format!("--tls-key={}", s(&hub_tls.key)),
-        format!("--tls-ca={}", s(&hub_tls.ca)),
-        format!("--kubeconfig={}", s(&env.kubeconfig(hub_name)?)),
-        "--hub-id=local".into(),
-        // Explicit: localenv's process guard (attached lifetime) exports
-        // DRBRIDGE_LOG as the log file's path, which the hub and agent would
-        // read as their log filter.
-        "--log=info".into(),
-    ];
-    env.spawn("drbridge-hub", hub_bin, &hub_args, &[])?;
-    for m in &managed {
-        let tls = pki.agent(m)?;
-        let args = vec![
-            format!("--hub-endpoint=https://{dialled}"),
-            "--hub-server-name=localhost".into(),
-            format!("--tls-cert={}", s(&tls.cert)),
-            format!("--tls-key={}", s(&tls.key)),
-            format!("--tls-ca={}", s(&tls.ca)),
-            format!("--cluster={m}"),
-            format!("--kubeconfig={}", s(&env.kubeconfig(m)?)),
-            format!("--admin-addr=127.0.0.1:{}", free_port()?),
-            "--log-filter=info".into(),
-        ];
-        let args: Vec<String> = args
-            .into_iter()
-            .chain(agent_args.iter().map(|a| a.to_string()))
-            .collect();
-        env.spawn(&format!("drbridge-agent-{m}"), agent_bin, &args, &[])?;
-    }
-    for m in &managed {
-        wait_available(env, hub_name, m, timeout).await?;
-    }
-    Ok(endpoint)
-}
-
-/// Waits until the ManagedCluster `cluster` is Available, failing early with its log when
-/// the hub or the cluster's agent exits.
-async fn wait_available(
-    env: &mut Env,
-    hub: &str,
-    cluster: &str,
-    timeout: Duration,
-) -> Result<(), Error> {
-    let deadline = Instant::now() + timeout;
-    let hub = env.client(hub).await?;
-    let mcs: Api<drbridge_api::cluster::ManagedCluster> = Api::all(hub);
-    let agent = format!("drbridge-agent-{cluster}");
-    loop {
-        let available = mcs
-            .get_opt(cluster)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|mc| mc.status)
-            .is_some_and(|st| {
-                st.conditions
-                    .iter()
-                    .any(|c| c.type_ == "ManagedClusterConditionAvailable" && c.status == "True")
-            });
-        if available {
-            return Ok(());
-        }
-        for p in ["drbridge-hub", agent.as_str()] {
-            if !env.process_running(p) {
-                let log = env.log_path(p);
-                return Err(Error::Start {
-                    what: p.to_string(),
-                    why: format!("it exited; last log lines:\n{}", log_tail(&log, 15)),
-                    log: Some(log),
-                });
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout {
-                what: format!("ManagedCluster {cluster} to become Available"),
-                secs: timeout.as_secs(),
-                detail: format!(
-                    "see {} and {}",
-                    env.log_path("drbridge-hub").display(),
-                    env.log_path(&agent).display()
-                ),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

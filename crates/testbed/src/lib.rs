@@ -15,7 +15,10 @@
 
 pub mod bed;
 pub mod build;
+pub mod drbridge;
 pub mod e2e;
+pub mod front;
+pub mod invariants;
 pub mod manifests;
 pub mod meter;
 pub mod source;

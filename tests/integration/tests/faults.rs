@@ -24,7 +24,7 @@ use drbridge_integration_tests::works::*;
 use drbridge_integration_tests::{eventually, init_logging};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
@@ -155,20 +155,23 @@ async fn random_faults_on_real_processes_lose_and_delete_nothing() {
         drbridge_localenv::ports::free_port().unwrap(),
     ));
     let proxy: Mutex<Option<FaultProxy>> = Mutex::new(None);
-    drbridge_testbed::bed::start_drbridge_via(
+    drbridge_testbed::drbridge::start(
         &mut env,
         &tools.hub,
         &tools.agent,
         Duration::from_secs(120),
-        &|hub| {
-            let p = FaultProxy::start(proxy_addr, hub).expect("the proxy listens");
-            let addr = p.addr();
-            *proxy.lock().unwrap() = Some(p);
-            addr
+        &drbridge_testbed::drbridge::Options {
+            replicas: 1,
+            route: &|hub| {
+                let p = FaultProxy::start(proxy_addr, hub).expect("the proxy listens");
+                let addr = p.addr();
+                *proxy.lock().unwrap() = Some(p);
+                addr
+            },
+            // The test's ConfigMaps are not among Ramen's kinds, which the default allowlist
+            // admits alone.
+            agent_args: &["--allow-all"],
         },
-        // The test's ConfigMaps are not among Ramen's kinds, which the default allowlist
-        // admits alone.
-        &["--allow-all"],
     )
     .await
     .expect("drbridge starts");
@@ -185,18 +188,11 @@ async fn random_faults_on_real_processes_lose_and_delete_nothing() {
         spokes.insert(c, env.client(c).await.unwrap());
     }
     let violations = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Invariant 3 (and no status lost), on the hub.
+    let statuses = drbridge_testbed::invariants::StatusWatch::start(&hub, &CLUSTERS);
     let _watches: Vec<_> = CLUSTERS
         .iter()
-        .flat_map(|c| {
-            [
-                tokio::spawn(generations_never_go_back(
-                    hub.clone(),
-                    c,
-                    violations.clone(),
-                )),
-                tokio::spawn(only_own_objects(spokes[c].clone(), c, violations.clone())),
-            ]
-        })
+        .map(|c| tokio::spawn(only_own_objects(spokes[c].clone(), c, violations.clone())))
         .map(AbortOnDrop)
         .collect();
 
@@ -253,7 +249,8 @@ async fn random_faults_on_real_processes_lose_and_delete_nothing() {
             Fault::CrashApiServer(_) | Fault::Cut => {}
         }
         converge(&hub, &spokes, &model, &mut uids).await;
-        let seen = violations.lock().unwrap().clone();
+        let mut seen = violations.lock().unwrap().clone();
+        seen.extend(statuses.violations());
         assert!(
             seen.is_empty(),
             "seed {seed}, round {round} ({fault:?}): {seen:#?}"
@@ -438,37 +435,6 @@ async fn converge(
             cms.get_opt(spoke_cm).await.unwrap().is_some(),
             "{cluster}: {spoke_cm} was deleted though nobody asked"
         );
-    }
-}
-
-/// Invariant 3: per ManifestWork (uid), Applied's observedGeneration only grows.
-async fn generations_never_go_back(
-    hub: kube::Client,
-    cluster: &'static str,
-    violations: Arc<Mutex<Vec<String>>>,
-) {
-    let mut seen: BTreeMap<String, i64> = BTreeMap::new();
-    let events = watcher(mw_api(&hub, cluster), watcher::Config::default())
-        .default_backoff()
-        .applied_objects();
-    let mut events = std::pin::pin!(events);
-    while let Some(ev) = events.next().await {
-        let Ok(mw): Result<DynamicObject, _> = ev else {
-            continue;
-        };
-        let Some(g) = condition(&mw, "Applied").and_then(|c| c["observedGeneration"].as_i64())
-        else {
-            continue;
-        };
-        let uid = mw.metadata.uid.clone().unwrap_or_default();
-        let was = seen.entry(uid).or_insert(g);
-        if g < *was {
-            violations.lock().unwrap().push(format!(
-                "{cluster}/{}: Applied observedGeneration went back {was} -> {g}",
-                mw.metadata.name.clone().unwrap_or_default()
-            ));
-        }
-        *was = (*was).max(g);
     }
 }
 

@@ -120,6 +120,8 @@ pub async fn start_ramen_testbed(
         ramen_source,
         tools,
         timeout: Duration::from_secs(600),
+        // The environment outlives the demo, and the replicas' front would not.
+        hub_replicas: 1,
     };
     let bed = drbridge_testbed::Testbed::start(opts, progress)
         .await
