@@ -1313,11 +1313,19 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
     let hub_tls = pki.hub();
 
     // The hub listens before the agent chart is installed, so its addresses can be values.
+    // Two replicas, as the chart runs them, behind a front that plays their Service.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!(
-        "https://127.0.0.1:{}",
-        listener.local_addr().unwrap().port()
-    );
+    let listener1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = drbridge_testbed::front::Front::start(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            listener.local_addr().unwrap(),
+            listener1.local_addr().unwrap(),
+        ],
+    )
+    .await
+    .unwrap();
+    let endpoint = format!("https://127.0.0.1:{}", front.addr().port());
     let join_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let join_endpoint = format!(
         "https://127.0.0.1:{}",
@@ -1422,20 +1430,23 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
     let hub_sa_kc =
         service_account_kubeconfig(&env, "hub", "drbridge-system", "drbridge-hub").await;
     let hub_client = drbridge_localenv::client_for(&hub_sa_kc).await.unwrap();
-    let hub = Arc::new(drbridge_hub::Hub::start(
-        hub_client.clone(),
-        drbridge_hub::HubOptions {
-            registration: Some(drbridge_hub::registration::RegistrationConfig {
-                namespace: hub_args.namespace.clone(),
-                cert_validity: hub_args.cert_validity,
-                require_join: hub_args.require_join,
-            }),
-            // The chart's leader election, on the chart's Role.
-            election: hub_args.election("drbridge-hub-0"),
-            ..Default::default()
-        },
-        drbridge_hub::metrics::Metrics::default(),
-    ));
+    let replica = |identity: &str| {
+        drbridge_hub::Hub::start(
+            hub_client.clone(),
+            drbridge_hub::HubOptions {
+                registration: Some(drbridge_hub::registration::RegistrationConfig {
+                    namespace: hub_args.namespace.clone(),
+                    cert_validity: hub_args.cert_validity,
+                    require_join: hub_args.require_join,
+                }),
+                // The chart's leader election, on the chart's Role.
+                election: hub_args.election(identity),
+                ..Default::default()
+            },
+            drbridge_hub::metrics::Metrics::default(),
+        )
+    };
+    let hub = Arc::new(replica("drbridge-hub-0"));
     let mut ready = hub.ready();
     tokio::time::timeout(DEADLINE, ready.wait_for(|r| *r))
         .await
@@ -1445,17 +1456,29 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
     tokio::time::timeout(DEADLINE, hub.leadership.wait_leader())
         .await
         .expect("the hub takes the Lease as its ServiceAccount");
-    let server_tls = drbridge_tls::ServerTls::new(hub_files.clone()).unwrap();
-    let serving = hub.clone();
-    let server = tokio::spawn(async move {
-        serving
-            .serve(
-                drbridge_tls::incoming(listener, server_tls),
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-    });
+    // The second replica: ready, and a follower while the first leads.
+    let hub1 = Arc::new(replica("drbridge-hub-1"));
+    let mut ready1 = hub1.ready();
+    tokio::time::timeout(DEADLINE, ready1.wait_for(|r| *r))
+        .await
+        .expect("the second replica lists everything as the same ServiceAccount")
+        .unwrap();
+    assert!(hub.leadership.is_leader() && !hub1.leadership.is_leader());
+    let serve = |hub: &Arc<drbridge_hub::Hub>, listener: tokio::net::TcpListener| {
+        let server_tls = drbridge_tls::ServerTls::new(hub_files.clone()).unwrap();
+        let serving = hub.clone();
+        tokio::spawn(async move {
+            serving
+                .serve(
+                    drbridge_tls::incoming(listener, server_tls),
+                    std::future::pending(),
+                )
+                .await
+                .unwrap();
+        })
+    };
+    let server = serve(&hub, listener);
+    let server1 = serve(&hub1, listener1);
     let join_tls = drbridge_tls::ServerTls::server_only(hub_files.clone()).unwrap();
     let join_service = hub.join_service().expect("registration is on");
     let join_server = tokio::spawn(async move {
@@ -1979,6 +2002,45 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         "the hub may not create ManifestWorks"
     );
 
+    // A rolling update stops the leader: it releases the Lease, the second replica takes it
+    // as its ServiceAccount, and the agent, through the front, goes on with it.
+    server.abort();
+    let _ = server.await;
+    let mut hub = Arc::try_unwrap(hub).unwrap_or_else(|_| panic!("the server held the hub"));
+    hub.release_leadership().await;
+    tokio::time::timeout(DEADLINE, hub1.leadership.wait_leader())
+        .await
+        .expect("the second replica takes the released Lease as its ServiceAccount");
+    works(&hub_admin, "dr1")
+        .create(
+            &PostParams::default(),
+            &manifest_work(
+                "after-handover",
+                "dr1",
+                vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "handover"}})],
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "after-handover Applied by the new leader's agent",
+        DEADLINE,
+        || async {
+            let mw = works(&hub_admin, "dr1").get("after-handover").await.ok()?;
+            condition(&mw, "Applied")
+                .is_some_and(|c| c["status"] == "True")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(dr1_admin.clone())
+            .get_opt("handover")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
     stop_tx.send(true).unwrap();
     tokio::time::timeout(DEADLINE, agent_task)
         .await
@@ -1988,7 +2050,7 @@ async fn charts_install_and_their_service_accounts_are_enough_for_hub_and_agent(
         .await
         .expect("certificate rotation stops")
         .unwrap();
-    server.abort();
+    server1.abort();
     join_server.abort();
-    drop(hub);
+    drop((hub, hub1, front));
 }
