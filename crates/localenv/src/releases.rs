@@ -218,7 +218,10 @@ mod tests {
         let o = ocm_work();
         assert_eq!(
             o.packages,
-            vec![("open-cluster-management.io/ocm/cmd/work".into(), "work".into())]
+            vec![(
+                "open-cluster-management.io/ocm/cmd/work".into(),
+                "work".into()
+            )]
         );
         assert!(o.seed_go_sum && o.replaces.is_empty());
         assert!(o.ldflags.ends_with("pkg/version.versionFromGit=v1.2.0"));

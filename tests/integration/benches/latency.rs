@@ -11,7 +11,9 @@
 //! same works for A and B, and for C the nearest OCM has without its view controller, a
 //! ReadOnly ManifestWork whose JSONPath status feedback watches the object (C′). It runs
 //! after drbridge's phase with drbridge stopped and on clusters of its own, once per
-//! [`drbridge_integration_tests::ocm::profiles`], and prints both side by side.
+//! [`drbridge_integration_tests::ocm::profiles`], and prints both side by side, with the
+//! time drbridge takes to report a killed agent's cluster lost beside OCM's lease (cited).
+//! It ends by checking whether drbridge-hub leaves OCM's finalizer alone.
 //!
 //! cargo bench -p drbridge-integration-tests --bench latency [-- [--ocm] [WORKS]]
 
@@ -162,7 +164,6 @@ async fn wait_all(seen: &Seen, starts: &HashMap<String, Instant>, timeout: Durat
     }
 }
 
-
 /// Quantiles of the latencies from `starts` to `seen`, printed as one line.
 fn report(name: &str, starts: &HashMap<String, Instant>, seen: &Seen) -> Figures {
     let seen = seen.lock().unwrap();
@@ -280,7 +281,8 @@ async fn wait_available(
                 let generation = mw.metadata.generation?;
                 let ok = |t: &str| {
                     condition(mw, t).is_some_and(|c| {
-                        c["status"] == "True" && c["observedGeneration"].as_i64() == Some(generation)
+                        c["status"] == "True"
+                            && c["observedGeneration"].as_i64() == Some(generation)
                     })
                 };
                 (ok("Applied") && ok("Available")).then(|| format!("{c}/{}", mw_name(mw)))
@@ -311,9 +313,7 @@ async fn measure_b(
     if !wait_available(hub, spokes, &works, timeout).await {
         eprintln!("B: not every work of A became Available in time; measuring those that did");
     }
-    // Then read each back, as this bench always has: started the moment the last status
-    // of A arrived, B would also measure A's tail of status writes (about 0.5 s more at
-    // p50 for drbridge).
+    // Then read each back, as this bench always has before B.
     for s in spokes {
         for i in 0..per {
             wait_applied(hub, &s.name, &format!("{prefix}w{i}")).await;
@@ -504,7 +504,9 @@ async fn delete_works(
 ) -> bool {
     for s in spokes {
         for n in names {
-            let _ = mw_api(hub, &s.name).delete(n, &DeleteParams::default()).await;
+            let _ = mw_api(hub, &s.name)
+                .delete(n, &DeleteParams::default())
+                .await;
         }
     }
     let left = || async {
@@ -563,7 +565,8 @@ fn applied_manifestwork_crd() -> CustomResourceDefinition {
             .expect("OCM requires its API module");
     let api = drbridge_localenv::gobuild::module_dir(releases::OCM_API_MODULE, &api_version)
         .expect("OCM's API module");
-    let path = api.join("work/v1/0000_01_work.open-cluster-management.io_appliedmanifestworks.crd.yaml");
+    let path =
+        api.join("work/v1/0000_01_work.open-cluster-management.io_appliedmanifestworks.crd.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     eprintln!("AppliedManifestWork CRD from {}", path.display());
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -771,7 +774,9 @@ async fn main() {
         w.abort();
     }
     let Some(work_bin) = work_bin else {
-        println!("OCM for comparison: work status poll 10-19 s, view refresh 30 s (`-- --ocm` measures it).");
+        println!(
+            "OCM for comparison: work status poll 10-19 s, view refresh 30 s (`-- --ocm` measures it)."
+        );
         return;
     };
     let mut rows: Vec<Row> = [("A", a), ("B", bb), ("C", c)]
@@ -790,12 +795,18 @@ async fn main() {
     // Lost-cluster detection: the agents die (no goodbye), the hub's presence timeout runs.
     let lost: Seen = Arc::default();
     let mcs: Api<ManagedCluster> = Api::all(hub.clone());
-    let lost_watch = spawn_watch(mcs, lost.clone(), |mc: &ManagedCluster| {
-        let unknown = mc.status.as_ref()?.conditions.iter().any(|c| {
-            c.type_ == "ManagedClusterConditionAvailable" && c.status == "Unknown"
+    let lost_watch =
+        spawn_watch(mcs, lost.clone(), |mc: &ManagedCluster| {
+            let unknown =
+                mc.status.as_ref()?.conditions.iter().any(|c| {
+                    c.type_ == "ManagedClusterConditionAvailable" && c.status == "Unknown"
+                });
+            if unknown {
+                mc.metadata.name.clone()
+            } else {
+                None
+            }
         });
-        if unknown { mc.metadata.name.clone() } else { None }
-    });
     let mut starts = HashMap::new();
     for c in clusters {
         starts.insert(c.to_string(), Instant::now());

@@ -85,7 +85,10 @@ pub fn agent_args(setup: &AgentSetup<'_>, profile: &Profile) -> Vec<String> {
         "--disable-leader-election".into(),
         format!("--listen={}", setup.listen),
         format!("--namespace={}", setup.namespace),
-        format!("--status-sync-interval={}", go_duration(profile.status_sync)),
+        format!(
+            "--status-sync-interval={}",
+            go_duration(profile.status_sync)
+        ),
         format!("--kube-api-qps={}", profile.qps),
         format!("--kube-api-burst={}", profile.burst),
         format!("--hub-kube-api-qps={}", profile.qps),
