@@ -36,6 +36,10 @@ pub struct GoProgram {
     pub tags: Vec<String>,
     /// The `go` directive of the generated go.mod.
     pub go_directive: &'static str,
+    /// Start go.sum from the go.sum of each required module. For a module whose go.sum
+    /// lists checksums `-mod=mod` would not record by itself (an empty go.sum then fails
+    /// verification). Not part of the cache key: checksums do not change what is built.
+    pub seed_go_sum: bool,
 }
 
 /// A progress report while a build runs.
@@ -166,6 +170,15 @@ impl GoProgram {
             fs::write(&go_mod, &wanted).map_err(|e| Error::io(&go_mod, e))?;
             let _ = fs::remove_file(work.join("go.sum"));
         }
+        let go_sum = work.join("go.sum");
+        if self.seed_go_sum && !go_sum.exists() {
+            let mut sums = String::new();
+            for (m, v) in &self.requires {
+                let sum = module_dir_with(go, m, v)?.join("go.sum");
+                sums.push_str(&fs::read_to_string(&sum).map_err(|e| Error::io(&sum, e))?);
+            }
+            fs::write(&go_sum, sums).map_err(|e| Error::io(&go_sum, e))?;
+        }
         let staging = cache
             .join("bin")
             .join(format!(".staging-{}-{}", self.name, self.key()));
@@ -246,6 +259,67 @@ impl GoProgram {
     }
 }
 
+/// The source directory of `module` at `version` in the Go module cache, downloaded
+/// from the module proxy the first time. For reading files a module publishes (CRDs, its
+/// go.mod) without committing copies of them.
+pub fn module_dir(module: &str, version: &str) -> Result<PathBuf, Error> {
+    module_dir_with(&go_binary()?, module, version)
+}
+
+fn module_dir_with(go: &Path, module: &str, version: &str) -> Result<PathBuf, Error> {
+    let out = Command::new(go)
+        .args(["mod", "download", "-json"])
+        .arg(format!("{module}@{version}"))
+        // Outside any module, so no go.mod around us is read or changed.
+        .current_dir(std::env::temp_dir())
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .map_err(|e| Error::io(go, e))?;
+    let failed = |output: String| Error::GoBuild {
+        program: format!("go mod download {module}@{version}"),
+        dir: std::env::temp_dir(),
+        output,
+    };
+    if !out.status.success() {
+        return Err(failed(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| failed(format!("unreadable `go mod download -json` output: {e}")))?;
+    info["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| failed(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The version of `module` that a go.mod's `require` names, if it does.
+pub fn required_version(go_mod: &str, module: &str) -> Option<String> {
+    let mut in_block = false;
+    for line in go_mod.lines() {
+        let line = line.split("//").next().unwrap_or_default().trim();
+        let fields: Vec<&str> = if in_block {
+            if line == ")" {
+                in_block = false;
+                continue;
+            }
+            line.split_whitespace().collect()
+        } else if line == "require (" {
+            in_block = true;
+            continue;
+        } else if let Some(rest) = line.strip_prefix("require ") {
+            rest.split_whitespace().collect()
+        } else {
+            continue;
+        };
+        if let [m, v, ..] = fields[..]
+            && m == module
+        {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
 /// The file name `go build -o DIR/` gives a main package: the last element of
 /// its import path, or the one before a major-version suffix (`…/server/v3`
 /// becomes `server`).
@@ -316,7 +390,26 @@ mod tests {
             ldflags: "-s -w".into(),
             tags: Vec::new(),
             go_directive: "1.26.0",
+            seed_go_sum: false,
         }
+    }
+
+    #[test]
+    fn reads_required_versions() {
+        let go_mod = "module example.com/m\n\ngo 1.25.0\n\nrequire example.com/single v0.1.0\n\nrequire (\n\texample.com/a v1.2.0\n\texample.com/b v0.3.0 // indirect\n)\n\nreplace example.com/c => example.com/c v9.9.9\n";
+        assert_eq!(
+            required_version(go_mod, "example.com/a").as_deref(),
+            Some("v1.2.0")
+        );
+        assert_eq!(
+            required_version(go_mod, "example.com/b").as_deref(),
+            Some("v0.3.0")
+        );
+        assert_eq!(
+            required_version(go_mod, "example.com/single").as_deref(),
+            Some("v0.1.0")
+        );
+        assert_eq!(required_version(go_mod, "example.com/c"), None);
     }
 
     #[test]

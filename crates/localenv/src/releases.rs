@@ -13,6 +13,14 @@ pub const HELM_VERSION: &str = "v4.3.1";
 /// Its Go module tags 3.x releases as v0.3xx.y: v0.316.0 is Prometheus 3.16.0.
 pub const PROMETHEUS_VERSION: &str = "v0.316.0";
 
+/// Open Cluster Management, for its work agent (`work agent`), which the latency bench
+/// measures beside drbridge (`-- --ocm`). Never built unless asked for.
+pub const OCM_VERSION: &str = "v1.2.0";
+/// The module of OCM's commands.
+pub const OCM_MODULE: &str = "open-cluster-management.io/ocm";
+/// The module of OCM's API types and CRDs; its version is the one OCM's go.mod requires.
+pub const OCM_API_MODULE: &str = "open-cluster-management.io/api";
+
 /// Staging modules of k8s.io/kubernetes that are published as `k8s.io/<name>`
 /// at `v0.<minor>.<patch>`. Sample modules are left out: they are not
 /// published and nothing we build imports them.
@@ -87,6 +95,7 @@ pub fn kubernetes() -> GoProgram {
         ldflags: format!("-s -w {ldflags}"),
         tags: Vec::new(),
         go_directive: "1.26.0",
+        seed_go_sum: false,
     }
 }
 
@@ -106,6 +115,7 @@ pub fn etcd() -> GoProgram {
         ldflags: "-s -w".into(),
         tags: Vec::new(),
         go_directive: "1.26.0",
+        seed_go_sum: false,
     }
 }
 
@@ -126,6 +136,7 @@ pub fn helm() -> GoProgram {
         ldflags: format!("-s -w {ldflags}"),
         tags: Vec::new(),
         go_directive: "1.26.0",
+        seed_go_sum: false,
     }
 }
 
@@ -153,6 +164,27 @@ pub fn promtool() -> GoProgram {
         tags: vec!["remove_all_sd".into()],
         // Prometheus' go.mod says go 1.26.7.
         go_directive: "1.26.7",
+        seed_go_sum: false,
+    }
+}
+
+/// OCM's `work` command (its work agent, webhook and hub controller). Its go.mod has no
+/// replace directives; its go.sum seeds ours.
+pub fn ocm_work() -> GoProgram {
+    let v = OCM_VERSION;
+    // What `work --version` reports for a release build (the Makefile's flags).
+    let pkg = "open-cluster-management.io/ocm/pkg/version";
+    GoProgram {
+        name: "ocm-work",
+        version: v.to_string(),
+        requires: vec![(OCM_MODULE.into(), v.into())],
+        replaces: Vec::new(),
+        packages: vec![(format!("{OCM_MODULE}/cmd/work"), "work".into())],
+        ldflags: format!("-s -w -X {pkg}.versionFromGit={v}"),
+        tags: Vec::new(),
+        // OCM's go.mod says go 1.25.0.
+        go_directive: "1.25.0",
+        seed_go_sum: true,
     }
 }
 
@@ -179,6 +211,20 @@ mod tests {
                 .contains("-X helm.sh/helm/v4/internal/version.version=v4.3.1")
         );
         assert!(h.replaces.is_empty());
+    }
+
+    #[test]
+    fn ocm_work_builds_the_pinned_release() {
+        let o = ocm_work();
+        assert_eq!(
+            o.packages,
+            vec![(
+                "open-cluster-management.io/ocm/cmd/work".into(),
+                "work".into()
+            )]
+        );
+        assert!(o.seed_go_sum && o.replaces.is_empty());
+        assert!(o.ldflags.ends_with("pkg/version.versionFromGit=v1.2.0"));
     }
 
     #[test]

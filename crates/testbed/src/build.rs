@@ -285,6 +285,7 @@ fn module_program(name: &'static str, module: &str, version: &str, package: &str
         ldflags: "-s -w".into(),
         tags: Vec::new(),
         go_directive: "1.26.0",
+        seed_go_sum: false,
     }
 }
 

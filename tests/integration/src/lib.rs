@@ -2,6 +2,7 @@
 
 pub mod bridge;
 pub mod helm;
+pub mod ocm;
 pub mod proxy;
 pub mod works;
 
