@@ -379,7 +379,12 @@ impl Bridge {
         assert!(self.hub_process.is_none(), "hub already running");
         let (pid, admin) = if self.env.suspended_names().iter().any(|n| n == HUB_PROCESS) {
             let admin = self.hub_admin.expect("the hub ran before");
-            (self.env.resume_process(HUB_PROCESS).expect("restarting the hub"), admin)
+            (
+                self.env
+                    .resume_process(HUB_PROCESS)
+                    .expect("restarting the hub"),
+                admin,
+            )
         } else {
             let admin = SocketAddr::from((
                 [127, 0, 0, 1],
@@ -410,7 +415,10 @@ impl Bridge {
         let addr = self.addr;
         let log = self.env.log_path(HUB_PROCESS);
         eventually(
-            &format!("the hub process listening on {addr} (log {})", log.display()),
+            &format!(
+                "the hub process listening on {addr} (log {})",
+                log.display()
+            ),
             Duration::from_secs(120),
             || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
         )
