@@ -32,7 +32,7 @@ use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::presence::Event;
 use crate::status::{Charge, Report, Skip, WriteOp, fence};
-use crate::sync::{Sent, incremental_sync, initial_sync};
+use crate::sync::{Sent, delta_sync, incremental_sync, initial_sync};
 
 /// The cluster an agent's stream belongs to, from its client certificate. The
 /// server's wiring puts it into the request extensions (see `lib.rs`); a request
@@ -733,12 +733,15 @@ async fn outbound(
     if !snapshot.registered {
         return Some(unregistered(cluster));
     }
+    // What this stream has sent up to: later changes are read from the state's log.
+    let mut seen = snapshot.version();
     let (syncs, mut sent): (Vec<pb::Sync>, Sent) = initial_sync(
         &hello.known_works,
         &snapshot,
         inner.cfg.max_sync_bytes,
         &mut next_id,
     );
+    drop(snapshot);
     if !send_syncs(inner, peer, tx, stop, syncs).await {
         return ended(inner, peer, stop);
     }
@@ -782,12 +785,21 @@ async fn outbound(
             }
             Step::Changed(false) => return Some(Status::unavailable("the hub is shutting down")),
             Step::Changed(true) => {
-                let snapshot = desired.borrow_and_update().clone();
-                if !snapshot.registered {
-                    return Some(unregistered(cluster));
-                }
-                let syncs =
-                    incremental_sync(&mut sent, &snapshot, inner.cfg.max_sync_bytes, &mut next_id);
+                // Under the channel's read lock, briefly: only what changed is looked at
+                // (O(change)), or everything when this stream fell behind the log.
+                let syncs = {
+                    let cur = desired.borrow_and_update();
+                    if !cur.registered {
+                        return Some(unregistered(cluster));
+                    }
+                    let max = inner.cfg.max_sync_bytes;
+                    let syncs = match cur.changed_since(seen) {
+                        Some(changed) => delta_sync(&mut sent, &cur, &changed, max, &mut next_id),
+                        None => incremental_sync(&mut sent, &cur, max, &mut next_id),
+                    };
+                    seen = cur.version();
+                    syncs
+                };
                 if !send_syncs(inner, peer, tx, stop, syncs).await {
                     return ended(inner, peer, stop);
                 }

@@ -120,6 +120,9 @@ pub struct Index {
     metrics: Metrics,
     /// Generations on their way to being applied; reports arrive under the read lock.
     delivery: parking_lot::Mutex<DeliveryClock>,
+    /// Works and views indexed, kept as they change (counting them would visit every
+    /// namespace on every event).
+    counts: (usize, usize),
 }
 
 impl Index {
@@ -133,6 +136,7 @@ impl Index {
             intents,
             metrics,
             delivery: Default::default(),
+            counts: (0, 0),
         }
     }
 
@@ -262,21 +266,25 @@ impl Index {
             );
         }
         let ns = self.namespaces.entry(key.namespace.clone()).or_default();
-        ns.works.insert(key.name.clone(), entry);
+        if ns.works.insert(key.name.clone(), entry).is_none() {
+            self.counts.0 += 1;
+        }
         self.update_counts();
-        self.publish(&key.namespace);
+        self.publish_work(&key.namespace, &key.name);
         self.intents_for_work(&key);
     }
 
     pub fn delete_work(&mut self, namespace: &str, name: &str) {
-        if let Some(ns) = self.namespaces.get_mut(namespace) {
-            ns.works.remove(name);
+        if let Some(ns) = self.namespaces.get_mut(namespace)
+            && ns.works.remove(name).is_some()
+        {
+            self.counts.0 -= 1;
         }
         self.delivery
             .get_mut()
             .forget(&ObjectKey::new(namespace, name));
         self.update_counts();
-        self.publish(namespace);
+        self.publish_work(namespace, name);
     }
 
     /// Replaces every work (a relist).
@@ -317,17 +325,21 @@ impl Index {
     pub fn apply_view(&mut self, obj: ViewObject) {
         let key = obj.meta.key();
         let ns = self.namespaces.entry(key.namespace.clone()).or_default();
-        ns.views.insert(key.name, obj);
+        if ns.views.insert(key.name.clone(), obj).is_none() {
+            self.counts.1 += 1;
+        }
         self.update_counts();
-        self.publish(&key.namespace);
+        self.publish_view(&key.namespace, &key.name);
     }
 
     pub fn delete_view(&mut self, namespace: &str, name: &str) {
-        if let Some(ns) = self.namespaces.get_mut(namespace) {
-            ns.views.remove(name);
+        if let Some(ns) = self.namespaces.get_mut(namespace)
+            && ns.views.remove(name).is_some()
+        {
+            self.counts.1 -= 1;
         }
         self.update_counts();
-        self.publish(namespace);
+        self.publish_view(namespace, name);
     }
 
     pub fn reset_views(&mut self, objs: Vec<ViewObject>) {
@@ -387,6 +399,10 @@ impl Index {
     // ------------------------------------------------------------ publishing
 
     fn after_reset(&mut self, touched: BTreeSet<String>) {
+        // A relist replaces whole namespaces: count again.
+        self.counts = self.namespaces.values().fold((0, 0), |(w, v), ns| {
+            (w + ns.works.len(), v + ns.views.len())
+        });
         self.update_counts();
         if !self.is_ready() {
             return;
@@ -416,22 +432,20 @@ impl Index {
         if !self.clusters.contains_key(namespace) {
             return Desired::default();
         }
-        Desired {
-            registered: true,
-            works: ns
-                .works
+        Desired::new(
+            ns.works
                 .iter()
                 .filter_map(|(n, w)| Some((n.clone(), w.dispatched()?.clone())))
                 .collect(),
-            views: ns
-                .views
+            ns.views
                 .iter()
-                .filter(|(_, v)| !v.meta.deleting)
-                .map(|(n, v)| (n.clone(), wire_view(v)))
+                .filter_map(|(n, v)| Some((n.clone(), desired_view(v)?)))
                 .collect(),
-        }
+        )
     }
 
+    /// Publishes the whole desired state of `namespace`: after a relist, a cluster
+    /// registered or gone, a new subscriber. Each work and view that differs is logged.
     fn publish(&mut self, namespace: &str) {
         // Nothing is published before every watch has listed once, so no agent can
         // see a partial state.
@@ -440,21 +454,35 @@ impl Index {
         }
         let desired = self.desired_for(namespace);
         if let Some(ns) = self.namespaces.get(namespace) {
-            ns.tx.send_if_modified(|cur| {
-                if cur.same_as(&desired) {
-                    false
-                } else {
-                    *cur = desired;
-                    true
-                }
-            });
+            ns.tx.send_if_modified(|cur| cur.replace(desired));
+        }
+    }
+
+    /// Publishes the change of one work: O(1) in the namespace's size.
+    fn publish_work(&mut self, namespace: &str, name: &str) {
+        if !self.is_ready() || !self.clusters.contains_key(namespace) {
+            // An unregistered cluster's state is empty, and stays so.
+            return;
+        }
+        if let Some(ns) = self.namespaces.get(namespace) {
+            let work = ns.works.get(name).and_then(|w| w.dispatched()).cloned();
+            ns.tx.send_if_modified(|cur| cur.set_work(name, work));
+        }
+    }
+
+    /// Publishes the change of one view.
+    fn publish_view(&mut self, namespace: &str, name: &str) {
+        if !self.is_ready() || !self.clusters.contains_key(namespace) {
+            return;
+        }
+        if let Some(ns) = self.namespaces.get(namespace) {
+            let view = ns.views.get(name).and_then(desired_view);
+            ns.tx.send_if_modified(|cur| cur.set_view(name, view));
         }
     }
 
     fn update_counts(&self) {
-        let (works, views) = self.namespaces.values().fold((0, 0), |(w, v), ns| {
-            (w + ns.works.len(), v + ns.views.len())
-        });
+        let (works, views) = self.counts;
         self.metrics.works_indexed.set(works as i64);
         self.metrics.views_indexed.set(views as i64);
         self.metrics
@@ -531,6 +559,11 @@ impl Index {
             self.metrics.intents_dropped.inc();
         }
     }
+}
+
+/// The view an agent gets for `v`: none while it is being deleted.
+fn desired_view(v: &ViewObject) -> Option<Arc<pb::View>> {
+    (!v.meta.deleting).then(|| wire_view(v))
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //!
 //! After `Hello`, the baseline is the agent's durable record (`known_works`); views
 //! have no record, so the first resync carries every view and ends with
-//! `initial_sync_done`. Later changes are diffed against what this stream sent.
+//! `initial_sync_done`. Later changes are diffed against what this stream sent: only the
+//! works and views the desired state's log names ([`delta_sync`]), or all of them when the
+//! stream fell behind the log ([`incremental_sync`]).
 //! Nothing is ever removed by omission: a work absent from the desired state is
 //! not mentioned (its deletion travels as `deleting=true` while the hub's finalizer
 //! holds the object), only views are removed explicitly (`removed_views`).
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 use drbridge_proto::v1 as pb;
 use prost::Message;
 
-use crate::desired::{Desired, SYNC_OVERHEAD, work_version};
+use crate::desired::{Changed, Desired, SYNC_OVERHEAD, work_version};
 
 type WorkVer = (String, i64, bool);
 type ViewVer = (String, i64);
@@ -163,14 +165,62 @@ pub fn incremental_sync(
     chunker.finish(false)
 }
 
+/// Messages for the works and views in `changed` (from [`Desired::changed_since`]): the same
+/// as [`incremental_sync`] would send, in O(change) instead of O(state). A work that left the
+/// desired state is forgotten, never mentioned.
+pub fn delta_sync(
+    sent: &mut Sent,
+    desired: &Desired,
+    changed: &[Changed],
+    max_bytes: usize,
+    next_id: &mut u64,
+) -> Vec<pb::Sync> {
+    let mut chunker = Chunker::new(max_bytes, next_id);
+    let views = || {
+        changed.iter().filter_map(|c| match c {
+            Changed::View(n) => Some(n),
+            Changed::Work(_) => None,
+        })
+    };
+    // In incremental_sync's order: removed views, then views, then works, each by name.
+    for name in views() {
+        if !desired.views.contains_key(name) && sent.views.remove(name).is_some() {
+            chunker.push_removed_view(name);
+        }
+    }
+    for name in views() {
+        if let Some(view) = desired.views.get(name) {
+            let ver = (view.uid.clone(), view.generation);
+            if sent.views.get(name) != Some(&ver) {
+                chunker.push_view(view);
+                sent.views.insert(name.clone(), ver);
+            }
+        }
+    }
+    for c in changed {
+        let Changed::Work(name) = c else { continue };
+        match desired.works.get(name) {
+            Some(work) => push_if_changed(sent, work, &mut chunker),
+            None => {
+                sent.works.remove(name);
+            }
+        }
+    }
+    chunker.finish(false)
+}
+
+fn push_if_changed(sent: &mut Sent, work: &pb::Work, chunker: &mut Chunker<'_>) {
+    let (uid, generation, deleting) = work_version(work);
+    let ver = (uid.to_string(), generation, deleting);
+    if sent.works.get(&work.name) != Some(&ver) {
+        chunker.push_work(work);
+        sent.works.insert(work.name.clone(), ver);
+    }
+}
+
 fn push_changed_works(sent: &mut Sent, desired: &Desired, chunker: &mut Chunker<'_>) {
     for work in desired.works.values() {
-        let (uid, generation, deleting) = work_version(work);
-        let ver = (uid.to_string(), generation, deleting);
-        if sent.works.get(&work.name) != Some(&ver) {
-            chunker.push_work(work);
-            sent.works.insert(work.name.clone(), ver);
-        }
+        push_if_changed(sent, work, chunker);
     }
 }
 
@@ -178,6 +228,7 @@ fn push_changed_works(sent: &mut Sent, desired: &Desired, chunker: &mut Chunker<
 mod tests {
     use super::*;
     use crate::desired::DEFAULT_MAX_SYNC_BYTES;
+    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn work(name: &str, uid: &str, generation: i64, bytes: usize) -> Arc<pb::Work> {
@@ -200,11 +251,10 @@ mod tests {
     }
 
     fn desired(works: &[Arc<pb::Work>], views: &[Arc<pb::View>]) -> Desired {
-        Desired {
-            registered: true,
-            works: works.iter().map(|w| (w.name.clone(), w.clone())).collect(),
-            views: views.iter().map(|v| (v.name.clone(), v.clone())).collect(),
-        }
+        Desired::new(
+            works.iter().map(|w| (w.name.clone(), w.clone())).collect(),
+            views.iter().map(|v| (v.name.clone(), v.clone())).collect(),
+        )
     }
 
     fn known(name: &str, uid: &str, generation: i64, deleting: bool) -> pb::WorkVersion {
@@ -348,5 +398,191 @@ mod tests {
         let vnames: Vec<_> = s.views.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(vnames, vec!["v1", "v3"]);
         assert!(incremental_sync(&mut sent, &d2, 1 << 20, &mut id).is_empty());
+    }
+
+    /// What a stream's agent holds after applying `syncs` (works are never removed: an agent
+    /// removes nothing by omission), checking that each message is exactly what `desired`
+    /// holds now: the hub never sends a stale version, and never mentions a work that is not
+    /// in the desired state (such as one the agent knows and the hub does not).
+    fn deliver(
+        agent: &mut BTreeMap<String, WorkVer>,
+        views: &mut BTreeMap<String, ViewVer>,
+        syncs: &[pb::Sync],
+        desired: &Desired,
+    ) {
+        for s in syncs {
+            for w in &s.works {
+                let want = desired
+                    .works
+                    .get(&w.name)
+                    .expect("a work not desired was sent");
+                assert_eq!(w, want.as_ref(), "a stale version was sent");
+                // The same version again is harmless (the agent holds it): it happens, as with
+                // the full diff, when a work left the desired state and came back.
+                agent.insert(w.name.clone(), (w.uid.clone(), w.generation, w.deleting));
+            }
+            for n in &s.removed_views {
+                assert!(!desired.views.contains_key(n), "desired view {n} removed");
+                views.remove(n);
+            }
+            for v in &s.views {
+                views.insert(v.name.clone(), (v.uid.clone(), v.generation));
+            }
+        }
+    }
+
+    /// The stream's view of the agent agrees with the desired state on everything desired.
+    fn converged(
+        agent: &BTreeMap<String, WorkVer>,
+        views: &BTreeMap<String, ViewVer>,
+        d: &Desired,
+    ) {
+        for (n, w) in &d.works {
+            assert_eq!(
+                agent.get(n),
+                Some(&(w.uid.clone(), w.generation, w.deleting)),
+                "{n}"
+            );
+        }
+        let want: BTreeMap<String, ViewVer> = d
+            .views
+            .iter()
+            .map(|(n, v)| (n.clone(), (v.uid.clone(), v.generation)))
+            .collect();
+        assert_eq!(views, &want);
+    }
+
+    /// Random change events (works and views added, bumped, deleting, gone), read by a
+    /// stream that sometimes falls behind the log: every read leaves the agent holding
+    /// exactly the desired versions, sends nothing stale or undesired, and never drops a
+    /// work the agent holds (its record, and works that left the desired state, stay).
+    #[test]
+    fn change_events_deliver_what_a_full_diff_would_and_never_delete_by_omission() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for round in 0..50 {
+            let mut d = desired(&[work("w0", "u0", 1, 10)], &[view("v0", 1)]);
+            // The agent's record holds a work the hub does not know: never mentioned.
+            let known = [known("z", "uz", 3, false), known("w0", "u0", 1, false)];
+            let mut id = 0;
+            let (syncs, mut sent) = initial_sync(&known, &d, 1 << 20, &mut id);
+            let mut agent: BTreeMap<String, WorkVer> = known
+                .iter()
+                .map(|k| (k.name.clone(), (k.uid.clone(), k.generation, k.deleting)))
+                .collect();
+            let mut views = BTreeMap::new();
+            deliver(&mut agent, &mut views, &syncs, &d);
+            converged(&agent, &views, &d);
+            let mut seen = d.version();
+            for _ in 0..200 {
+                let name = format!("w{}", next(8));
+                match next(10) {
+                    0..=3 => {
+                        let g = d.works.get(&name).map_or(1, |w| w.generation + 1);
+                        d.set_work(&name, Some(work(&name, &format!("u-{name}"), g, 10)));
+                    }
+                    4 => {
+                        if let Some(w) = d.works.get(&name) {
+                            let mut w = (**w).clone();
+                            w.deleting = true;
+                            w.manifests.clear();
+                            d.set_work(&name, Some(Arc::new(w)));
+                        }
+                    }
+                    5 => {
+                        d.set_work(&name, None);
+                    }
+                    6 => {
+                        // Re-created under the same name: another uid.
+                        let uid = format!("u-{name}-{}", next(1000));
+                        d.set_work(&name, Some(work(&name, &uid, 1, 10)));
+                    }
+                    7 => {
+                        let v = format!("v{}", next(4));
+                        let g = d.views.get(&v).map_or(1, |x| x.generation + 1);
+                        d.set_view(&v, Some(view(&v, g)));
+                    }
+                    _ => {
+                        d.set_view(&format!("v{}", next(4)), None);
+                    }
+                }
+                // The stream reads only now and then: changes coalesce, as on a watch.
+                if next(3) != 0 {
+                    continue;
+                }
+                let before: BTreeMap<String, WorkVer> = agent.clone();
+                let syncs = match d.changed_since(seen) {
+                    Some(changed) => delta_sync(&mut sent, &d, &changed, 1 << 20, &mut id),
+                    None => incremental_sync(&mut sent, &d, 1 << 20, &mut id),
+                };
+                seen = d.version();
+                deliver(&mut agent, &mut views, &syncs, &d);
+                converged(&agent, &views, &d);
+                assert!(
+                    before.keys().all(|n| agent.contains_key(n)),
+                    "round {round}: the agent lost a work"
+                );
+                assert!(!syncs.iter().any(|s| s.works.iter().any(|w| w.name == "z")));
+                // Nothing left undone: a full diff on top finds nothing to send.
+                let mut other = 0;
+                let extra = incremental_sync(&mut sent.clone(), &d, 1 << 20, &mut other);
+                assert!(
+                    extra.is_empty(),
+                    "round {round}: the delta missed {extra:?}"
+                );
+            }
+        }
+    }
+
+    /// A work leaves the desired state by a change event (its watch saw it deleted, or its
+    /// finalizer was taken off): the stream says nothing about it, and neither does the
+    /// resync of the agent's next stream, whose record still holds it.
+    #[test]
+    fn a_resync_after_a_change_event_never_omits_to_delete() {
+        let mut d = desired(&[work("a", "ua", 1, 10), work("b", "ub", 1, 10)], &[]);
+        let mut id = 0;
+        let (_, mut sent) = initial_sync(&[], &d, 1 << 20, &mut id);
+        let v = d.version();
+        assert!(d.set_work("a", None));
+        let changed = d.changed_since(v).unwrap();
+        let syncs = delta_sync(&mut sent, &d, &changed, 1 << 20, &mut id);
+        assert!(syncs.is_empty(), "nothing to say about a: {syncs:?}");
+        // The agent's next stream: its record holds both; the hub only b.
+        let record = [known("a", "ua", 1, false), known("b", "ub", 1, false)];
+        let (syncs, _) = initial_sync(&record, &d, 1 << 20, &mut id);
+        assert_eq!(names(&syncs), vec![Vec::<String>::new()]);
+        assert!(syncs[0].initial_sync_done);
+        // It comes back unchanged: sent again (harmless, the agent holds that version), as
+        // a full diff would; a newer generation is sent whole, manifests included.
+        let v = d.version();
+        d.set_work("a", Some(work("a", "ua", 1, 10)));
+        let syncs = delta_sync(
+            &mut sent,
+            &d,
+            &d.changed_since(v).unwrap(),
+            1 << 20,
+            &mut id,
+        );
+        assert_eq!(
+            names(&syncs),
+            vec![vec!["a".to_string()]],
+            "resent once forgotten"
+        );
+        let v = d.version();
+        d.set_work("a", Some(work("a", "ua", 2, 10)));
+        let syncs = delta_sync(
+            &mut sent,
+            &d,
+            &d.changed_since(v).unwrap(),
+            1 << 20,
+            &mut id,
+        );
+        assert_eq!(syncs[0].works[0].generation, 2);
+        assert!(!syncs[0].works[0].manifests.is_empty());
     }
 }

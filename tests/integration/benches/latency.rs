@@ -17,12 +17,13 @@
 //!
 //! cargo bench -p drbridge-integration-tests --bench latency [-- [--ocm] [WORKS]]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drbridge_api::cluster::ManagedCluster;
+use drbridge_integration_tests::bench::{histograms, quantile};
 use drbridge_integration_tests::bridge::Bridge;
 use drbridge_integration_tests::ocm::{self, Figures, Row, Summary};
 use drbridge_integration_tests::works::*;
@@ -36,71 +37,6 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 type Seen = Arc<Mutex<HashMap<String, Instant>>>;
-
-/// One histogram series of an OpenMetrics text: cumulative buckets, count and sum.
-#[derive(Default)]
-struct Series {
-    buckets: Vec<(f64, f64)>,
-    count: f64,
-    sum: f64,
-}
-
-/// The series of histogram `name` in `text`, by their labels (without `le`).
-fn histograms(text: &str, name: &str) -> BTreeMap<String, Series> {
-    let mut out: BTreeMap<String, Series> = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with(name)) {
-        let Some((head, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let (metric, labels) = head
-            .split_once('{')
-            .map_or((head, ""), |(m, l)| (m, l.trim_end_matches('}')));
-        let mut le = None;
-        let rest: Vec<&str> = labels
-            .split(',')
-            .filter(|l| !l.is_empty())
-            .filter(|l| match l.strip_prefix("le=") {
-                Some(v) => {
-                    le = v.trim_matches('"').parse::<f64>().ok();
-                    false
-                }
-                None => true,
-            })
-            .collect();
-        let series = out.entry(rest.join(",")).or_default();
-        match metric.strip_prefix(name) {
-            Some("_bucket") => series.buckets.push((le.unwrap_or(f64::INFINITY), value)),
-            Some("_count") => series.count = value,
-            Some("_sum") => series.sum = value,
-            _ => {}
-        }
-    }
-    out
-}
-
-/// The `q` quantile as Prometheus' histogram_quantile estimates it: linear within the bucket.
-fn quantile(s: &Series, q: f64) -> f64 {
-    let rank = q * s.count;
-    let mut lower = (0.0, 0.0);
-    for &(le, cum) in &s.buckets {
-        if cum >= rank {
-            if le.is_infinite() {
-                return lower.0;
-            }
-            let share = if cum > lower.1 {
-                (rank - lower.1) / (cum - lower.1)
-            } else {
-                1.0
-            };
-            return lower.0 + (le - lower.0) * share;
-        }
-        lower = (le, cum);
-    }
-    lower.0
-}
 
 /// Prints the transport's latency histograms as the processes export them.
 fn report_histograms(texts: &[(String, String)]) {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use drbridge_localenv::bridge::{BridgePki, prepare_hub, prepare_managed};
 use drbridge_model::Allowlist;
 use drbridge_model::allowlist::{KindRule, ViewRule};
 use prometheus_client::registry::Registry;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::eventually;
@@ -53,6 +54,38 @@ pub struct BridgeOptions {
     /// Clusters registered on the hub whose agents run the real agent over an in-memory
     /// cluster ([`FakeCluster`]) instead of an API server: fleets of many clusters.
     pub simulated: Vec<String>,
+    /// Every object a simulated agent writes to its cluster, with its cluster and when, as
+    /// the write starts: when the agent has a work's manifests in hand.
+    pub simulated_writes: Option<mpsc::UnboundedSender<SimulatedWrite>>,
+    /// Runs the hub as this program (`drbridge-hub`), its own process with its own flags'
+    /// defaults, instead of in this process (`hub` is then ignored): what a benchmark
+    /// measures the hub's memory and CPU of. Single replica only.
+    pub hub_program: Option<PathBuf>,
+}
+
+/// See [`BridgeOptions::simulated_writes`].
+#[derive(Clone, Debug)]
+pub struct SimulatedWrite {
+    pub cluster: String,
+    pub at: std::time::Instant,
+    pub object: serde_json::Value,
+}
+
+/// Tells [`BridgeOptions::simulated_writes`] about one simulated cluster's writes.
+#[derive(Debug)]
+struct WriteTap {
+    cluster: String,
+    tx: mpsc::UnboundedSender<SimulatedWrite>,
+}
+
+impl drbridge_agent::testing::Observer for WriteTap {
+    fn writing(&self, obj: &serde_json::Value) {
+        let _ = self.tx.send(SimulatedWrite {
+            cluster: self.cluster.clone(),
+            at: std::time::Instant::now(),
+            object: obj.clone(),
+        });
+    }
 }
 
 impl Default for BridgeOptions {
@@ -67,6 +100,8 @@ impl Default for BridgeOptions {
             work,
             replicas: 1,
             simulated: Vec::new(),
+            simulated_writes: None,
+            hub_program: None,
         }
     }
 }
@@ -100,7 +135,14 @@ pub struct Bridge {
     /// leadership; agents dial `front` at `addr`.
     replicas: Vec<Replica>,
     front: Option<Front>,
+    /// With [`BridgeOptions::hub_program`]: the hub process's pid and admin address.
+    hub_process: Option<(u32, SocketAddr)>,
+    /// The hub process's admin address, kept across its restarts.
+    hub_admin: Option<SocketAddr>,
 }
+
+/// The name of the hub process in the environment (its log is `logs/drbridge-hub.log`).
+const HUB_PROCESS: &str = "drbridge-hub";
 
 struct Replica {
     addr: SocketAddr,
@@ -171,6 +213,8 @@ impl Bridge {
             epoch: drbridge_hub::start_epoch(),
             replicas,
             front,
+            hub_process: None,
+            hub_admin: None,
         };
         if b.replicas.is_empty() {
             b.start_hub().await;
@@ -221,6 +265,9 @@ impl Bridge {
 
     /// Starts the hub (again) on the same address, with a newer epoch.
     pub async fn start_hub(&mut self) {
+        if let Some(program) = self.opts.hub_program.clone() {
+            return self.start_hub_process(&program).await;
+        }
         assert!(self.hub.is_none(), "hub already running");
         self.epoch += 1;
         let mut opts = self.opts.hub.clone();
@@ -309,11 +356,74 @@ impl Bridge {
         self.replicas[i].running.as_ref().map(|(_, l)| l.clone())
     }
 
-    /// Stops the hub abruptly (its streams break mid-flight).
+    /// Stops the hub abruptly (its streams break mid-flight); a hub process gets SIGKILL.
     pub async fn crash_hub(&mut self) {
         if let Some(h) = self.hub.take() {
             h.crash();
         }
+        if self.hub_process.take().is_some() {
+            self.env.kill_process(HUB_PROCESS).expect("killing the hub");
+        }
+    }
+
+    /// The hub process's pid and admin address (`/metrics`), with
+    /// [`BridgeOptions::hub_program`] while it runs.
+    pub fn hub_process(&self) -> Option<(u32, SocketAddr)> {
+        self.hub_process
+    }
+
+    /// Starts `program` as the hub, or the killed one again with the same flags (a newer
+    /// epoch: its start time), and waits until it listens: it opens its gRPC port only once
+    /// every watch has listed.
+    async fn start_hub_process(&mut self, program: &std::path::Path) {
+        assert!(self.hub_process.is_none(), "hub already running");
+        let (pid, admin) = if self.env.suspended_names().iter().any(|n| n == HUB_PROCESS) {
+            let admin = self.hub_admin.expect("the hub ran before");
+            (
+                self.env
+                    .resume_process(HUB_PROCESS)
+                    .expect("restarting the hub"),
+                admin,
+            )
+        } else {
+            let admin = SocketAddr::from((
+                [127, 0, 0, 1],
+                drbridge_localenv::ports::free_port().unwrap(),
+            ));
+            let tls = self.pki.hub();
+            let s = |p: &std::path::Path| p.display().to_string();
+            let args = vec![
+                format!("--listen-addr={}", self.addr),
+                format!("--admin-addr={admin}"),
+                "--disable-join".into(),
+                format!("--tls-cert={}", s(&tls.cert)),
+                format!("--tls-key={}", s(&tls.key)),
+                format!("--tls-ca={}", s(&tls.ca)),
+                format!("--kubeconfig={}", s(&self.env.kubeconfig("hub").unwrap())),
+                "--hub-id=test-hub".into(),
+                // Explicit: localenv's process guard exports DRBRIDGE_LOG as the log file's
+                // path, which the hub would read as its filter.
+                "--log=info".into(),
+            ];
+            self.hub_admin = Some(admin);
+            let pid = self
+                .env
+                .spawn(HUB_PROCESS, program, &args, &[])
+                .expect("starting the hub");
+            (pid, admin)
+        };
+        let addr = self.addr;
+        let log = self.env.log_path(HUB_PROCESS);
+        eventually(
+            &format!(
+                "the hub process listening on {addr} (log {})",
+                log.display()
+            ),
+            Duration::from_secs(120),
+            || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+        )
+        .await;
+        self.hub_process = Some((pid, admin));
     }
 
     /// Starts (again) the agent of `cluster`, with its durable records from the cluster.
@@ -363,11 +473,18 @@ impl Bridge {
             !self.agents.contains_key(cluster),
             "agent {cluster} already running"
         );
+        let tap = self.opts.simulated_writes.clone().map(|tx| WriteTap {
+            cluster: cluster.to_owned(),
+            tx,
+        });
         let (fake, store) = self
             .fakes
             .entry(cluster.to_owned())
             .or_insert_with(|| {
-                let fake = FakeCluster::new();
+                let mut fake = FakeCluster::new();
+                if let Some(tap) = tap {
+                    fake = fake.observed_by(Arc::new(tap));
+                }
                 // What the agent reads its cluster id claim from.
                 fake.put(
                     "Namespace",

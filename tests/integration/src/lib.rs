@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod bench;
 pub mod bridge;
 pub mod helm;
 pub mod ocm;

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::bench::percentile;
+
 /// How one OCM row runs the work agent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
@@ -103,12 +105,6 @@ fn go_duration(d: Duration) -> String {
     } else {
         format!("{}ms", d.as_millis())
     }
-}
-
-/// The `p` quantile of sorted samples: the nearest rank.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 /// Quantiles of one path's latencies.

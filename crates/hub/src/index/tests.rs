@@ -1,5 +1,5 @@
 use super::*;
-use crate::desired::{REASON_INVALID, REASON_TOO_LARGE};
+use crate::desired::{Changed, REASON_INVALID, REASON_TOO_LARGE};
 use crate::objects::{WORK_FINALIZER, WorkSpec};
 
 fn meta(ns: &str, name: &str, uid: &str, generation: i64) -> Meta {
@@ -436,4 +436,66 @@ fn a_spec_without_workload_is_invalid_not_an_empty_work() {
     // An explicit empty list (how Go clients encode one) stays a valid, empty work.
     let explicit = WorkSpec::from_json(Some(&serde_json::json!({"workload": {}}))).unwrap();
     assert!(explicit.manifests.is_empty());
+}
+
+/// A work's event publishes that work alone: the log names it, other clusters are not
+/// woken, and the counts follow without a recount.
+#[test]
+fn a_work_event_is_logged_as_that_work_alone() {
+    let works = (0..50)
+        .map(|i| work("dr1", &format!("w{i}"), 1, true))
+        .chain([work("dr2", "b", 1, true)])
+        .collect();
+    let mut f = Fixture::new().synced(&["dr1", "dr2"], works, vec![view("dr1", "v", 1)]);
+    let mut rx1 = f.index.subscribe("dr1").unwrap();
+    let mut rx2 = f.index.subscribe("dr2").unwrap();
+    let v1 = rx1.borrow_and_update().version();
+    rx2.borrow_and_update();
+    f.index.apply_work(work("dr1", "w7", 2, true));
+    f.index.delete_work("dr1", "w9");
+    f.index.apply_work(work("dr1", "new", 1, true));
+    f.index.apply_view(view("dr1", "v", 2));
+    assert!(!rx2.has_changed().unwrap());
+    let d = rx1.borrow_and_update().clone();
+    assert_eq!(
+        d.changed_since(v1),
+        Some(vec![
+            Changed::Work("new".into()),
+            Changed::Work("w7".into()),
+            Changed::Work("w9".into()),
+            Changed::View("v".into()),
+        ])
+    );
+    assert!(!d.works.contains_key("w9"));
+    assert_eq!(f.index.metrics.works_indexed.get(), 51);
+    assert_eq!(f.index.metrics.views_indexed.get(), 1);
+    // A work the hub may not dispatch yet (no finalizer) is no change for the agent.
+    let v = d.version();
+    f.index.apply_work(work("dr1", "unfinalized", 1, false));
+    assert!(!rx1.has_changed().unwrap());
+    assert_eq!(rx1.borrow().version(), v);
+}
+
+/// The finalizer taken off a dispatched work (a user, or a relist without it) takes it out
+/// of the desired state as a change event: never sent as anything the agent would delete.
+#[test]
+fn a_work_leaving_the_desired_state_is_logged_not_emptied() {
+    let mut f = Fixture::new().synced(&["dr1"], vec![work("dr1", "a", 1, true)], vec![]);
+    let mut rx = f.index.subscribe("dr1").unwrap();
+    let v = rx.borrow_and_update().version();
+    f.index.apply_work(work("dr1", "a", 1, false));
+    let d = rx.borrow_and_update().clone();
+    assert_eq!(d.changed_since(v), Some(vec![Changed::Work("a".into())]));
+    assert!(d.works.is_empty(), "left out, not sent without manifests");
+    // The cluster deregistered and registered again: a whole-state change, every work
+    // logged, none dispatched empty.
+    f.index.apply_work(work("dr1", "a", 1, true));
+    let v = rx.borrow_and_update().version();
+    f.index.delete_cluster("dr1");
+    assert!(!rx.borrow_and_update().registered);
+    f.index.apply_cluster(cluster("dr1"));
+    let d = rx.borrow_and_update().clone();
+    assert!(d.registered);
+    assert_eq!(d.changed_since(v), Some(vec![Changed::Work("a".into())]));
+    assert!(!d.works["a"].manifests.is_empty());
 }
