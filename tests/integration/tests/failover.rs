@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use drbridge_hub::LeaderOptions;
 use drbridge_hub::leader::LeaseConfig;
+use drbridge_integration_tests::bench::applied_available;
 use drbridge_integration_tests::bridge::{Bridge, BridgeOptions};
 use drbridge_integration_tests::init_logging;
 use drbridge_integration_tests::works::*;
@@ -14,23 +15,13 @@ use serde_json::json;
 
 const WORKS: usize = 4;
 
-/// Applied's observedGeneration of a work, and whether Available is True at it.
-fn status_of(mw: &kube::api::DynamicObject) -> (i64, bool) {
-    let applied = condition(mw, "Applied")
-        .filter(|c| c["status"] == "True")
-        .and_then(|c| c["observedGeneration"].as_i64())
-        .unwrap_or(-1);
-    let available = condition(mw, "Available").is_some_and(|c| c["status"] == "True");
-    (applied, available)
-}
-
 async fn statuses(hub: &kube::Client) -> BTreeMap<String, (i64, bool)> {
     mw_api(hub, "dr1")
         .list(&Default::default())
         .await
         .unwrap()
         .into_iter()
-        .map(|mw| (mw.metadata.name.clone().unwrap(), status_of(&mw)))
+        .map(|mw| (mw.metadata.name.clone().unwrap(), applied_available(&mw)))
         .collect()
 }
 
@@ -71,7 +62,7 @@ async fn regressions(
         let Some(was) = before.get(&name) else {
             continue;
         };
-        let is = status_of(&mw);
+        let is = applied_available(&mw);
         if gone || is.0 < was.0 || !is.1 {
             found.push(format!(
                 "{name}: {was:?} -> {is:?}{}",
