@@ -119,18 +119,13 @@ impl Page {
     /// Waits (condition-polled, with a deadline) until `selector` shows every one of `want`.
     async fn shows(&mut self, selector: &str, want: &[&str]) {
         let mut last = String::new();
-        let found = tokio::time::timeout(WAIT, async {
-            loop {
-                last = self.text(selector).await;
-                if want.iter().all(|w| last.contains(w)) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        let found = drbridge_localenv::within(WAIT, async || {
+            last = self.text(selector).await;
+            want.iter().all(|w| last.contains(w)).then_some(())
         })
         .await;
         assert!(
-            found.is_ok(),
+            found.is_some(),
             "{selector} did not show {want:?} within {WAIT:?}; it shows:\n{last}"
         );
     }

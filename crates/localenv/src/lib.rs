@@ -33,7 +33,7 @@ pub use env::{
 pub use gobuild::Progress;
 pub use process::Lifetime;
 pub use supervise::Restarts;
-pub use wait::eventually;
+pub use wait::{eventually, within};
 
 /// Where built binaries are cached: `$DRBRIDGE_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/drbridge`, else `~/.cache/drbridge`.

@@ -255,25 +255,22 @@ fn kill_line(k: &LeaderKill) -> String {
 /// not yet Completed), and returns its phase and progression.
 async fn wait_failing_over(hub: &kube::Client) -> String {
     let drpcs: Api<DRPlacementControl> = Api::all(hub.clone());
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let failing_over = drpcs
-            .list(&Default::default())
-            .await
-            .map(|l| l.items)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|d| d.spec.action == Some(DRAction::Failover))
-            .filter_map(|d| d.status)
-            .find(|s| !s.phase.is_empty() && s.progression != "Completed");
-        if let Some(s) = failing_over {
-            return format!("{}/{}", s.phase, s.progression);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no DRPlacementControl in the middle of a failover within 5 minutes of Ramen's \
-             Failover step"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    drbridge_localenv::eventually(
+        "a DRPlacementControl in the middle of a failover, within 5 minutes of Ramen's \
+         Failover step",
+        Duration::from_secs(300),
+        async || {
+            drpcs
+                .list(&Default::default())
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| d.spec.action == Some(DRAction::Failover))
+                .filter_map(|d| d.status)
+                .find(|s| !s.phase.is_empty() && s.progression != "Completed")
+                .map(|s| format!("{}/{}", s.phase, s.progression))
+        },
+    )
+    .await
 }

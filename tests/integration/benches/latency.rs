@@ -27,6 +27,7 @@ use drbridge_integration_tests::bench::{histograms, quantile};
 use drbridge_integration_tests::bridge::Bridge;
 use drbridge_integration_tests::ocm::{self, Figures, Row, Summary};
 use drbridge_integration_tests::works::*;
+use drbridge_localenv::within;
 use drbridge_localenv::{Env, releases};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -90,14 +91,11 @@ where
 /// Waits until every key of `starts` has been seen (other objects, such as the
 /// kube-root-ca.crt ConfigMap, do not count), or the timeout passes.
 async fn wait_all(seen: &Seen, starts: &HashMap<String, Instant>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    let done = || {
+    within(timeout, async || {
         let seen = seen.lock().unwrap();
-        starts.keys().all(|k| seen.contains_key(k))
-    };
-    while !done() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        starts.keys().all(|k| seen.contains_key(k)).then_some(())
+    })
+    .await;
 }
 
 /// Quantiles of the latencies from `starts` to `seen`, printed as one line.
@@ -457,14 +455,9 @@ async fn delete_works(
         }
         Some(left)
     };
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if left().await == Some(0) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
+    within(timeout, async || (left().await == Some(0)).then_some(()))
+        .await
+        .is_some()
 }
 
 /// How many ConfigMaps of `names` are still on the spokes, waiting up to `timeout` for none.
@@ -480,13 +473,9 @@ async fn left_on_spokes(spokes: &[Spoke], names: &[String], timeout: Duration) -
         }
         n
     };
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = count().await;
-        if n == 0 || Instant::now() >= deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    match within(timeout, async || (count().await == 0).then_some(())).await {
+        Some(()) => 0,
+        None => count().await,
     }
 }
 
