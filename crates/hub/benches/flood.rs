@@ -98,6 +98,7 @@ fn work(ns: &str, name: &str) -> WorkObject {
             ..Default::default()
         }),
         conditions: vec![],
+        status: Default::default(),
     }
 }
 

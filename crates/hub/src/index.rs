@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, watch};
 use crate::delivery::DeliveryClock;
 use crate::desired::{Desired, Limits, Rejection, wire_view, wire_work};
 use crate::metrics::Metrics;
-use crate::objects::{ClusterObject, ConditionJson, Meta, ObjectKey, ViewObject, WorkObject};
+use crate::objects::{
+    ClusterObject, ConditionJson, Meta, ObjectKey, StatusDigest, ViewObject, WorkObject,
+};
 
 pub type SharedIndex = Arc<RwLock<Index>>;
 
@@ -39,12 +41,18 @@ pub enum Intent {
     ReleaseFinalizer(ObjectKey),
     /// Write the rejection condition (invalid or too large) for the current generation.
     Reject(ObjectKey),
+    /// The stored status of a work changed (or the work is gone): a report the writer
+    /// skipped as already written is checked again, since the index may have been behind.
+    WorkStatusChanged(ObjectKey),
+    /// The same for a view.
+    ViewStatusChanged(ObjectKey),
 }
 
 #[derive(Clone, Debug)]
 pub struct WorkEntry {
     pub meta: Meta,
     pub conditions: Vec<ConditionJson>,
+    pub status: StatusDigest,
     /// What the agent gets, or why it gets nothing.
     pub payload: Result<Arc<pb::Work>, Rejection>,
     /// The agent confirmed (WorkGone) that this uid is cleaned up.
@@ -245,6 +253,7 @@ impl Index {
         WorkEntry {
             meta: obj.meta,
             conditions: obj.conditions,
+            status: obj.status,
             payload,
             gone_confirmed,
         }
@@ -255,6 +264,7 @@ impl Index {
         let previous = self.work(&key);
         let newer = previous
             .is_none_or(|p| p.meta.uid != obj.meta.uid || p.meta.generation != obj.meta.generation);
+        let status_changed = previous.is_some_and(|p| p.status != obj.status);
         let entry = self.entry_for(obj, previous);
         // Only what changed while the hub watched is timed (see `delivery`).
         if self.synced.works && newer && !entry.meta.deleting {
@@ -272,6 +282,9 @@ impl Index {
         self.update_counts();
         self.publish_work(&key.namespace, &key.name);
         self.intents_for_work(&key);
+        if status_changed {
+            self.emit(Intent::WorkStatusChanged(key));
+        }
     }
 
     pub fn delete_work(&mut self, namespace: &str, name: &str) {
@@ -279,6 +292,7 @@ impl Index {
             && ns.works.remove(name).is_some()
         {
             self.counts.0 -= 1;
+            self.emit(Intent::WorkStatusChanged(ObjectKey::new(namespace, name)));
         }
         self.delivery
             .get_mut()
@@ -290,8 +304,10 @@ impl Index {
     /// Replaces every work (a relist).
     pub fn reset_works(&mut self, objs: Vec<WorkObject>) {
         let mut by_ns: HashMap<String, BTreeMap<String, WorkEntry>> = HashMap::new();
+        let mut changed = self.digests(|ns| &ns.works, |e| e.status);
         for obj in objs {
             let key = obj.meta.key();
+            forget_if_unchanged(&mut changed, &key, obj.status);
             let entry = self.entry_for(obj, self.work(&key));
             by_ns
                 .entry(key.namespace)
@@ -317,6 +333,10 @@ impl Index {
                 .is_some_and(|e| e.meta.uid == uid && e.meta.generation == generation)
         });
         self.synced.works = true;
+        // What the relist changed or removed; the first list has nothing to compare with.
+        for key in changed.into_keys() {
+            self.emit(Intent::WorkStatusChanged(key));
+        }
         self.after_reset(touched);
     }
 
@@ -324,12 +344,20 @@ impl Index {
 
     pub fn apply_view(&mut self, obj: ViewObject) {
         let key = obj.meta.key();
+        let status = obj.status;
         let ns = self.namespaces.entry(key.namespace.clone()).or_default();
-        if ns.views.insert(key.name.clone(), obj).is_none() {
-            self.counts.1 += 1;
-        }
+        let status_changed = match ns.views.insert(key.name.clone(), obj) {
+            None => {
+                self.counts.1 += 1;
+                false
+            }
+            Some(old) => old.status != status,
+        };
         self.update_counts();
         self.publish_view(&key.namespace, &key.name);
+        if status_changed {
+            self.emit(Intent::ViewStatusChanged(key));
+        }
     }
 
     pub fn delete_view(&mut self, namespace: &str, name: &str) {
@@ -337,6 +365,7 @@ impl Index {
             && ns.views.remove(name).is_some()
         {
             self.counts.1 -= 1;
+            self.emit(Intent::ViewStatusChanged(ObjectKey::new(namespace, name)));
         }
         self.update_counts();
         self.publish_view(namespace, name);
@@ -344,7 +373,9 @@ impl Index {
 
     pub fn reset_views(&mut self, objs: Vec<ViewObject>) {
         let mut by_ns: HashMap<String, BTreeMap<String, ViewObject>> = HashMap::new();
+        let mut changed = self.digests(|ns| &ns.views, |v| v.status);
         for obj in objs {
+            forget_if_unchanged(&mut changed, &obj.meta.key(), obj.status);
             by_ns
                 .entry(obj.meta.namespace.clone())
                 .or_default()
@@ -362,6 +393,9 @@ impl Index {
             self.namespaces.entry(name.clone()).or_default().views = views;
         }
         self.synced.views = true;
+        for key in changed.into_keys() {
+            self.emit(Intent::ViewStatusChanged(key));
+        }
         self.after_reset(touched);
     }
 
@@ -397,6 +431,21 @@ impl Index {
     }
 
     // ------------------------------------------------------------ publishing
+
+    /// The status digest of every work (or view), before a relist replaces them.
+    fn digests<T>(
+        &self,
+        kind: impl Fn(&Namespace) -> &BTreeMap<String, T>,
+        digest: impl Fn(&T) -> StatusDigest,
+    ) -> HashMap<ObjectKey, StatusDigest> {
+        let mut out = HashMap::new();
+        for (ns, n) in &self.namespaces {
+            for (name, o) in kind(n) {
+                out.insert(ObjectKey::new(ns, name), digest(o));
+            }
+        }
+        out
+    }
 
     fn after_reset(&mut self, touched: BTreeSet<String>) {
         // A relist replaces whole namespaces: count again.
@@ -558,6 +607,17 @@ impl Index {
         {
             self.metrics.intents_dropped.inc();
         }
+    }
+}
+
+/// Leaves in `before` only what a relist changed: drops `key` when it lists as it was.
+fn forget_if_unchanged(
+    before: &mut HashMap<ObjectKey, StatusDigest>,
+    key: &ObjectKey,
+    now: StatusDigest,
+) {
+    if before.get(key) == Some(&now) {
+        before.remove(key);
     }
 }
 

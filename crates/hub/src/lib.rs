@@ -137,6 +137,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
             presence_timeout: Duration::from_secs(args.presence_timeout_seconds),
             writer: status::WriterConfig {
                 patch_timeout: Duration::from_secs(args.patch_timeout_seconds),
+                max_in_flight: args.status_writes_in_flight,
                 ..Default::default()
             },
             status_queue: args.status_queue,

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub status_patches: Family<PatchLabels, Counter>,
     pub status_patch_seconds: Histogram,
     pub status_dropped: Family<DropLabels, Counter>,
+    /// Reports not written because the object already holds them (see `status::writer`).
+    pub status_unchanged: Counter,
     pub write_queue_depth: Gauge,
     /// Sum of the cost of agents' reports the hub holds (grpc::report_cost).
     pub report_bytes_held: Gauge,
@@ -93,6 +95,7 @@ impl Default for Metrics {
             status_patches: Family::default(),
             status_patch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             status_dropped: Family::default(),
+            status_unchanged: Counter::default(),
             write_queue_depth: Gauge::default(),
             report_bytes_held: Gauge::default(),
             intents_dropped: Counter::default(),
@@ -169,6 +172,11 @@ impl Metrics {
             "status_dropped",
             "Agent reports not written: for an object the index does not hold in the agent's namespace, fenced (uid, generation) or invalid",
             m.status_dropped.clone(),
+        );
+        r.register(
+            "status_unchanged",
+            "Agent reports not written because the object's status already says the same (a reconnecting agent resends every status)",
+            m.status_unchanged.clone(),
         );
         r.register(
             "write_queue_depth",

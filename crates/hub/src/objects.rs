@@ -126,6 +126,8 @@ pub struct WorkObject {
     pub spec: Result<WorkSpec, String>,
     /// `status.conditions` as stored.
     pub conditions: Vec<ConditionJson>,
+    /// The whole `status` as stored, digested.
+    pub status: StatusDigest,
 }
 
 /// The parts of a ManifestWork spec that an agent needs.
@@ -149,6 +151,8 @@ pub struct ViewObject {
     pub scope: pb::ViewScope,
     /// `status.conditions` as stored (the real controller keeps exactly one).
     pub conditions: Vec<ConditionJson>,
+    /// The whole `status` as stored, digested.
+    pub status: StatusDigest,
 }
 
 /// A ManagedCluster as the hub sees it.
@@ -165,6 +169,44 @@ fn str_field(v: &Value, field: &str) -> Result<String, String> {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(format!("{field} must be a string, found {other}")),
+    }
+}
+
+/// A digest of an object's `status`: enough to tell that a status patch would change nothing,
+/// without keeping every status in memory. Equal JSON values have equal digests whatever
+/// their key order; an absent status digests as `null`, which no planned status equals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StatusDigest(u64);
+
+impl StatusDigest {
+    pub fn of(status: Option<&Value>) -> Self {
+        use std::hash::{Hash, Hasher};
+        fn feed(v: &Value, h: &mut std::hash::DefaultHasher) {
+            match v {
+                Value::Null => 0u8.hash(h),
+                Value::Bool(b) => (1u8, b).hash(h),
+                // Display is canonical: 3 read from the API and 3 built here print alike.
+                Value::Number(n) => (2u8, n.to_string()).hash(h),
+                Value::String(s) => (3u8, s).hash(h),
+                Value::Array(items) => {
+                    (4u8, items.len()).hash(h);
+                    items.iter().for_each(|i| feed(i, h));
+                }
+                Value::Object(map) => {
+                    (5u8, map.len()).hash(h);
+                    let mut keys: Vec<&String> = map.keys().collect();
+                    keys.sort_unstable();
+                    for k in keys {
+                        k.hash(h);
+                        feed(&map[k], h);
+                    }
+                }
+            }
+        }
+        // SipHash with fixed keys: the same value digests alike for the life of the process.
+        let mut h = std::hash::DefaultHasher::new();
+        feed(status.unwrap_or(&Value::Null), &mut h);
+        Self(h.finish())
     }
 }
 
@@ -322,6 +364,7 @@ impl WorkObject {
             meta,
             spec: WorkSpec::from_json(obj.data.get("spec")),
             conditions: conditions_of(&obj.data),
+            status: StatusDigest::of(obj.data.get("status")),
         })
     }
 }
@@ -333,6 +376,7 @@ impl ViewObject {
             meta,
             scope: view_scope_from_json(obj.data.get("spec")),
             conditions: conditions_of(&obj.data),
+            status: StatusDigest::of(obj.data.get("status")),
         })
     }
 }
@@ -468,5 +512,40 @@ mod tests {
         assert_eq!(s.namespace, "b");
         assert_eq!(s.resource, "");
         assert_eq!(view_scope_from_json(None), pb::ViewScope::default());
+    }
+
+    #[test]
+    fn status_digest_is_of_the_value_not_its_spelling() {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        let a = parse(r#"{"conditions":[{"type":"Applied","observedGeneration":3}],"x":{}}"#);
+        let b = parse(r#"{"x":{},"conditions":[{"observedGeneration":3,"type":"Applied"}]}"#);
+        assert_eq!(StatusDigest::of(Some(&a)), StatusDigest::of(Some(&b)));
+        let built =
+            json!({"conditions": [{"type": "Applied", "observedGeneration": 3i64}], "x": {}});
+        assert_eq!(StatusDigest::of(Some(&a)), StatusDigest::of(Some(&built)));
+
+        let differs = [
+            r#"{"conditions":[{"type":"Applied","observedGeneration":4}],"x":{}}"#,
+            r#"{"conditions":[{"type":"Applied","observedGeneration":"3"}],"x":{}}"#,
+            r#"{"conditions":[{"type":"Applied","observedGeneration":3}]}"#,
+            r#"{"conditions":[{"type":"Applied","observedGeneration":3}],"x":{"y":null}}"#,
+            r#"{"conditions":[],"x":{}}"#,
+        ];
+        for d in differs {
+            assert_ne!(
+                StatusDigest::of(Some(&a)),
+                StatusDigest::of(Some(&parse(d))),
+                "{d}"
+            );
+        }
+        let two = parse(r#"[{"type":"A"},{"type":"B"}]"#);
+        let swapped = parse(r#"[{"type":"B"},{"type":"A"}]"#);
+        assert_ne!(
+            StatusDigest::of(Some(&two)),
+            StatusDigest::of(Some(&swapped))
+        );
+        // No status at all is not an empty one, and neither is what a patch would write.
+        assert_ne!(StatusDigest::of(None), StatusDigest::of(Some(&json!({}))));
+        assert_eq!(StatusDigest::of(None), StatusDigest::of(Some(&Value::Null)));
     }
 }

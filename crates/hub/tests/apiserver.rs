@@ -4,11 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use drbridge_hub::index::Index;
 use drbridge_hub::leader::{EPOCH_ANNOTATION, LeaseConfig, epoch_of};
 use drbridge_hub::objects::{
     ObjectKey, UNACKNOWLEDGED_SINCE_ANNOTATION, UNREACHABLE_SINCE_ANNOTATION, WORK_FINALIZER,
     cluster_resource, view_resource, work_resource,
 };
+use drbridge_hub::status::{Charge, Report, StatusWriter, WriteOp, WriterConfig};
 use drbridge_hub::{Hub, HubOptions, grpc, metrics::Metrics};
 use drbridge_proto::v1 as pb;
 use drbridge_proto::v1::dispatch_client::DispatchClient;
@@ -66,6 +68,17 @@ async fn install_crds(client: &kube::Client) {
         })
         .await;
     }
+}
+
+/// A hub API server with the OCM CRDs and the namespace `dr1`.
+async fn hub_with_dr1() -> (drbridge_localenv::Env, kube::Client) {
+    let env = drbridge_localenv::Env::start_for_test(&["hub"])
+        .await
+        .unwrap();
+    let client = env.client("hub").await.unwrap();
+    install_crds(&client).await;
+    create_namespace(&client, "dr1").await;
+    (env, client)
 }
 
 fn dynamic(v: Value) -> DynamicObject {
@@ -734,12 +747,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 /// The binary's wiring: `run(Args)` with a kubeconfig, TLS files and the admin server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_agents_and_reports_ready() {
-    let env = drbridge_localenv::Env::start_for_test(&["hub"])
-        .await
-        .unwrap();
-    let client = env.client("hub").await.unwrap();
-    install_crds(&client).await;
-    create_namespace(&client, "dr1").await;
+    let (env, client) = hub_with_dr1().await;
     create_cluster(&client, "dr1").await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -981,4 +989,164 @@ async fn unacknowledged_syncs_mark_the_managed_cluster_until_acknowledged() {
         annotated(false)
     })
     .await;
+}
+
+/// The status writer over a real API server, with an index the test feeds by hand instead of
+/// a watch, so it decides how far behind the object the index is.
+struct HandFed {
+    _env: drbridge_localenv::Env,
+    works: Api<DynamicObject>,
+    index: drbridge_hub::index::SharedIndex,
+    metrics: Metrics,
+    ops: mpsc::Sender<WriteOp>,
+    uids: std::collections::HashMap<String, String>,
+}
+
+impl HandFed {
+    /// Works `names` in `dr1`, each seen by the index as created; one write at a time, so
+    /// the writer's queue is strictly first in, first out.
+    async fn start(names: &[&str]) -> Self {
+        let (env, client) = hub_with_dr1().await;
+        let (intents_tx, intents_rx) = mpsc::channel(64);
+        let metrics = Metrics::default();
+        let limits = drbridge_hub::desired::Limits {
+            max_work_bytes: 1 << 20,
+        };
+        let index = Index::new(limits, Some(intents_tx), metrics.clone()).shared();
+        let (ops, ops_rx) = mpsc::channel(64);
+        let cfg = WriterConfig {
+            max_in_flight: 1,
+            ..WriterConfig::default()
+        };
+        let writer = StatusWriter::new(client.clone(), index.clone(), metrics.clone(), cfg);
+        tokio::spawn(writer.run(ops_rx, intents_rx));
+        let mut fed = Self {
+            _env: env,
+            works: works(&client, "dr1"),
+            index,
+            metrics,
+            ops,
+            uids: Default::default(),
+        };
+        for name in names {
+            let w = fed
+                .works
+                .create(&PostParams::default(), &manifest_work(name, "dr1", "a"))
+                .await
+                .unwrap();
+            fed.uids
+                .insert(name.to_string(), w.metadata.uid.clone().unwrap());
+            fed.observe(&w);
+        }
+        fed
+    }
+
+    /// The index catches up with `obj`, as its watch would.
+    fn observe(&self, obj: &DynamicObject) {
+        let w = drbridge_hub::objects::WorkObject::from_dynamic(obj).unwrap();
+        self.index.write().apply_work(w);
+    }
+
+    async fn observe_now(&self, name: &str) {
+        self.observe(&self.works.get(name).await.unwrap());
+    }
+
+    async fn report(&self, name: &str, message: &str) {
+        let pb::agent_message::Body::WorkStatus(status) =
+            work_status(name, &self.uids[name], 1, message)
+        else {
+            unreachable!("work_status builds a WorkStatus")
+        };
+        let report = Report::Work {
+            cluster: "dr1".into(),
+            status,
+        };
+        self.ops
+            .send(WriteOp::Report(report, Charge::none()))
+            .await
+            .unwrap();
+    }
+
+    /// The object once its Applied condition says `message`.
+    async fn says(&self, name: &str, message: &str) -> DynamicObject {
+        eventually(&format!("{name} says {message:?}"), || async {
+            let w = self.works.get(name).await.ok()?;
+            (condition(&w, "Applied")?["message"] == message).then_some(w)
+        })
+        .await
+    }
+
+    async fn skipped(&self, n: u64) {
+        eventually(&format!("{n} reports skipped as unchanged"), || async {
+            (self.metrics.status_unchanged.get() >= n).then_some(())
+        })
+        .await;
+    }
+}
+
+/// A reconnecting agent resends every status; one the object already holds is not written
+/// again. But the index can be behind a write (the writer's own, or the previous leader's),
+/// so a skip judged against it must not lose a status: once the index sees the object's
+/// status change, the skipped report is written after all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_status_is_not_written_and_a_skip_on_a_stale_index_is_made_good() {
+    let fed = HandFed::start(&["w"]).await;
+    fed.report("w", "s0").await;
+    let s0 = fed.says("w", "s0").await;
+    fed.observe(&s0);
+
+    fed.report("w", "s0").await;
+    fed.skipped(1).await;
+    let unchanged = fed.works.get("w").await.unwrap();
+    assert_eq!(
+        unchanged.metadata.resource_version, s0.metadata.resource_version,
+        "a resent status must not be written"
+    );
+
+    // s1 is written, but the index still shows s0; then the agent's status goes back to s0.
+    fed.report("w", "s1").await;
+    fed.says("w", "s1").await;
+    fed.report("w", "s0").await;
+    fed.skipped(2).await;
+    assert_eq!(
+        condition(&fed.works.get("w").await.unwrap(), "Applied").unwrap()["message"],
+        "s1",
+        "judged against the stale index, the report was skipped"
+    );
+    // The index catches up: the skipped report is planned again and written.
+    fed.observe_now("w").await;
+    fed.says("w", "s0").await;
+}
+
+/// A skipped report is only ever made good while it is the newest: a newer report of the same
+/// object replaces it, and a later status change must not bring the older one back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_report_never_overwrites_a_newer_one() {
+    let fed = HandFed::start(&["w", "marker"]).await;
+    for name in ["w", "marker"] {
+        fed.report(name, "s0").await;
+        let s0 = fed.says(name, "s0").await;
+        fed.observe(&s0);
+    }
+    // Both skip s0 against an index that has not seen s1.
+    for name in ["w", "marker"] {
+        fed.report(name, "s1").await;
+        fed.says(name, "s1").await;
+    }
+    fed.report("w", "s0").await;
+    fed.report("marker", "s0").await;
+    fed.skipped(2).await;
+    // w's newer report s2 is written; its skipped s0 is moot.
+    fed.report("w", "s2").await;
+    fed.says("w", "s2").await;
+    // The index sees w change, then marker. One write at a time, first in first out: once
+    // marker's skipped report is made good, whatever w's recheck did is done.
+    fed.observe_now("w").await;
+    fed.observe_now("marker").await;
+    fed.says("marker", "s0").await;
+    assert_eq!(
+        condition(&fed.works.get("w").await.unwrap(), "Applied").unwrap()["message"],
+        "s2",
+        "the skipped s0 must not overwrite the newer s2"
+    );
 }

@@ -457,6 +457,7 @@ fn hub_chart_lints_and_renders_least_privilege_replicas_with_a_leader() {
     assert_eq!(env["DRBRIDGE_HEARTBEAT_SECONDS"], "3");
     assert_eq!(env["DRBRIDGE_PRESENCE_TIMEOUT_SECONDS"], "9");
     assert_eq!(env["DRBRIDGE_STATUS_QUEUE"], "100");
+    assert_eq!(env["DRBRIDGE_STATUS_WRITES_IN_FLIGHT"], "32");
     assert_eq!(env["DRBRIDGE_LOG_FORMAT"], "plain");
     assert_eq!(env["DRBRIDGE_CERT_VALIDITY"], "90m");
     assert_eq!(env["DRBRIDGE_REQUIRE_JOIN"], "true");

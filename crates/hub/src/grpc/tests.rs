@@ -29,6 +29,7 @@ fn work(ns: &str, name: &str, generation: i64, bytes: usize) -> WorkObject {
             ..Default::default()
         }),
         conditions: vec![],
+        status: Default::default(),
     }
 }
 
@@ -700,6 +701,7 @@ async fn work_gone_goes_to_the_index_and_view_status_is_forwarded() {
         },
         scope: pb::ViewScope::default(),
         conditions: vec![],
+        status: Default::default(),
     });
     let mut agent = connect(&h, "dr1", vec![]).await;
     agent.welcome().await;

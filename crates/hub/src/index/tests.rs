@@ -25,6 +25,7 @@ fn work(ns: &str, name: &str, generation: i64, finalized: bool) -> WorkObject {
             ..Default::default()
         }),
         conditions: vec![],
+        status: Default::default(),
     }
 }
 
@@ -37,6 +38,7 @@ fn view(ns: &str, name: &str, generation: i64) -> ViewObject {
             ..Default::default()
         },
         conditions: vec![],
+        status: Default::default(),
     }
 }
 

@@ -13,7 +13,10 @@ pub(super) enum Slot {
     WorkStatus(ObjectKey),
     WorkFinalizer(ObjectKey),
     WorkReject(ObjectKey),
+    /// Check a work's skipped report again (see `StatusWriter`'s `skipped`).
+    WorkRecheck(ObjectKey),
     ViewStatus(ObjectKey),
+    ViewRecheck(ObjectKey),
     Cluster(String),
     Unreachable(String),
     Unacknowledged(String),
@@ -31,6 +34,8 @@ pub(super) fn slot_of(op: &WriteOp) -> Slot {
             Slot::WorkFinalizer(k.clone())
         }
         WriteOp::Intent(Intent::Reject(k)) => Slot::WorkReject(k.clone()),
+        WriteOp::Intent(Intent::WorkStatusChanged(k)) => Slot::WorkRecheck(k.clone()),
+        WriteOp::Intent(Intent::ViewStatusChanged(k)) => Slot::ViewRecheck(k.clone()),
         WriteOp::Cluster(c) => Slot::Cluster(c.name.clone()),
         WriteOp::Unreachable { cluster, .. } => Slot::Unreachable(cluster.clone()),
         WriteOp::Unacknowledged { cluster, .. } => Slot::Unacknowledged(cluster.clone()),
@@ -49,10 +54,11 @@ pub(super) enum Lane {
 impl Slot {
     pub(super) fn lane(&self) -> Lane {
         match self {
-            Slot::WorkStatus(k) | Slot::WorkFinalizer(k) | Slot::WorkReject(k) => {
-                Lane::Work(k.clone())
-            }
-            Slot::ViewStatus(k) => Lane::View(k.clone()),
+            Slot::WorkStatus(k)
+            | Slot::WorkFinalizer(k)
+            | Slot::WorkReject(k)
+            | Slot::WorkRecheck(k) => Lane::Work(k.clone()),
+            Slot::ViewStatus(k) | Slot::ViewRecheck(k) => Lane::View(k.clone()),
             Slot::Cluster(c) | Slot::Unacknowledged(c) => Lane::Cluster(c.clone()),
             Slot::Unreachable(c) => Lane::Unreachable(c.clone()),
         }

@@ -481,6 +481,7 @@ fn entry(deleting: bool, finalizers: &[&str], gone: bool, payload_ok: bool) -> W
     WorkEntry {
         meta: m,
         conditions: vec![],
+        status: Default::default(),
         payload: if payload_ok {
             Ok(Arc::new(pb::Work::default()))
         } else {

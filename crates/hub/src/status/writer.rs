@@ -18,14 +18,14 @@ use super::plan::{
     plan_annotation, plan_finalizer, plan_reject, plan_unacknowledged, plan_view_status,
     plan_work_status,
 };
-use super::queue::{Lane, Pending, slot_of};
+use super::queue::{Lane, Pending, Slot, slot_of};
 use crate::events::HubEvents;
 use crate::index::{Intent, SharedIndex};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::objects::{
-    ConditionJson, FIELD_MANAGER, Meta, ObjectKey, ViewObject, WorkObject, cluster_resource,
-    view_resource, work_resource,
+    ConditionJson, FIELD_MANAGER, Meta, ObjectKey, StatusDigest, ViewObject, WorkObject,
+    cluster_resource, view_resource, work_resource,
 };
 use drbridge_api::cluster::consts::condition::MANAGED_CLUSTER_CONDITION_AVAILABLE as AVAILABLE_CONDITION;
 
@@ -45,13 +45,17 @@ pub struct WriterConfig {
     pub max_in_flight: usize,
 }
 
+impl WriterConfig {
+    pub const DEFAULT_IN_FLIGHT: usize = 64;
+}
+
 impl Default for WriterConfig {
     fn default() -> Self {
         Self {
             patch_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(120),
             conflict_retries: 3,
-            max_in_flight: 16,
+            max_in_flight: Self::DEFAULT_IN_FLIGHT,
         }
     }
 }
@@ -99,6 +103,21 @@ pub struct StatusWriter {
     leadership: Leadership,
     /// Told what was written, to announce what an operator must notice.
     events: HubEvents,
+    /// Reports not written because the index showed the object already holding them (a
+    /// reconnecting agent resends every status). The index can be behind a write made just
+    /// before (by this replica or the previous leader), so each stays here until a newer
+    /// report replaces it, and is planned again whenever the index sees that object's status
+    /// change ([`Intent::WorkStatusChanged`]) and on every sweep: a skip never loses a status.
+    /// Keyed by the report's slot (`WorkStatus`, `ViewStatus`).
+    skipped: parking_lot::Mutex<HashMap<Slot, Report>>,
+}
+
+/// The slot a report is queued in.
+fn report_slot(r: &Report) -> Slot {
+    match r {
+        Report::Work { cluster, status } => Slot::WorkStatus(ObjectKey::new(cluster, &status.name)),
+        Report::View { cluster, status } => Slot::ViewStatus(ObjectKey::new(cluster, &status.name)),
+    }
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -123,6 +142,7 @@ impl StatusWriter {
             cfg,
             leadership: Leadership::fixed(1),
             events: HubEvents::disabled(),
+            skipped: Default::default(),
         }
     }
 
@@ -156,7 +176,7 @@ impl StatusWriter {
             let leading = this.leadership.is_leader();
             // Drain whatever is queued, so a burst coalesces before the next write.
             while let Ok(op) = ops.try_recv() {
-                pending.push_if(op, leading);
+                this.take(&mut pending, op, leading);
             }
             while let Ok(i) = intents.try_recv() {
                 pending.push(WriteOp::Intent(i));
@@ -189,7 +209,7 @@ impl StatusWriter {
                     }
                 }
                 op = ops.recv(), if ops_open => match op {
-                    Some(op) => pending.push_if(op, this.leadership.is_leader()),
+                    Some(op) => this.take(&mut pending, op, this.leadership.is_leader()),
                     None => ops_open = false,
                 },
                 Ok(()) = role.changed() => {
@@ -204,6 +224,7 @@ impl StatusWriter {
                         // Nothing of the old term is written any more.
                         let dropped = pending.len();
                         pending = Pending::default();
+                        this.skipped.lock().clear();
                         running.abort_all();
                         info!(dropped, "not leading: the status writer stops");
                     }
@@ -216,9 +237,25 @@ impl StatusWriter {
                     for i in this.index.read().sweep() {
                         pending.push(WriteOp::Intent(i));
                     }
+                    // A status-change intent lost on a full queue is made up for here.
+                    for slot in this.skipped.lock().keys() {
+                        match slot {
+                            Slot::WorkStatus(k) => pending.push(WriteOp::Intent(Intent::WorkStatusChanged(k.clone()))),
+                            Slot::ViewStatus(k) => pending.push(WriteOp::Intent(Intent::ViewStatusChanged(k.clone()))),
+                            _ => {}
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Queues `op`. A newer report makes a skipped older one for the same object moot.
+    fn take(&self, pending: &mut Pending, op: WriteOp, leading: bool) {
+        if let WriteOp::Report(r, _) = &op {
+            self.skipped.lock().remove(&report_slot(r));
+        }
+        pending.push_if(op, leading);
     }
 
     fn api(&self, target: Target, namespace: &str) -> Api<DynamicObject> {
@@ -308,31 +345,17 @@ impl StatusWriter {
 
     async fn execute(&self, op: WriteOp) {
         match op {
-            WriteOp::Report(Report::Work { cluster, status }, _) => {
-                let key = ObjectKey::new(&cluster, &status.name);
-                let span = info_span!("work_status", %key, generation = status.generation);
-                let written = self
-                    .fenced(Target::Work, &key, |meta, conds, now| {
-                        plan_work_status(meta, conds, &status, now)
-                    })
-                    .instrument(span)
-                    .await;
-                if written {
-                    self.metrics.status_written("work", &status.observed_time);
-                    self.events.work_status_written(&key, &status);
+            WriteOp::Report(report, _) => self.report(report).await,
+            WriteOp::Intent(Intent::WorkStatusChanged(key)) => {
+                let skipped = self.skipped.lock().remove(&Slot::WorkStatus(key));
+                if let Some(report) = skipped {
+                    self.report(report).await
                 }
             }
-            WriteOp::Report(Report::View { cluster, status }, _) => {
-                let key = ObjectKey::new(&cluster, &status.name);
-                let span = info_span!("view_status", %key, generation = status.generation);
-                let written = self
-                    .fenced(Target::View, &key, |meta, conds, now| {
-                        plan_view_status(meta, conds, &status, now)
-                    })
-                    .instrument(span)
-                    .await;
-                if written {
-                    self.metrics.status_written("view", &status.observed_time);
+            WriteOp::Intent(Intent::ViewStatusChanged(key)) => {
+                let skipped = self.skipped.lock().remove(&Slot::ViewStatus(key));
+                if let Some(report) = skipped {
+                    self.report(report).await
                 }
             }
             WriteOp::Intent(Intent::AddFinalizer(key) | Intent::ReleaseFinalizer(key)) => {
@@ -437,6 +460,40 @@ impl StatusWriter {
         }
     }
 
+    async fn report(&self, report: Report) {
+        // Whatever was skipped for this object before is older than this report.
+        self.skipped.lock().remove(&report_slot(&report));
+        match &report {
+            Report::Work { cluster, status } => {
+                let key = ObjectKey::new(cluster, &status.name);
+                let span = info_span!("work_status", %key, generation = status.generation);
+                let written = self
+                    .fenced(Target::Work, &key, &report, |meta, conds, now| {
+                        plan_work_status(meta, conds, status, now)
+                    })
+                    .instrument(span)
+                    .await;
+                if written {
+                    self.metrics.status_written("work", &status.observed_time);
+                    self.events.work_status_written(&key, status);
+                }
+            }
+            Report::View { cluster, status } => {
+                let key = ObjectKey::new(cluster, &status.name);
+                let span = info_span!("view_status", %key, generation = status.generation);
+                let written = self
+                    .fenced(Target::View, &key, &report, |meta, conds, now| {
+                        plan_view_status(meta, conds, status, now)
+                    })
+                    .instrument(span)
+                    .await;
+                if written {
+                    self.metrics.status_written("view", &status.observed_time);
+                }
+            }
+        }
+    }
+
     async fn finalizer(&self, key: &ObjectKey) {
         let plan = {
             let idx = self.index.read();
@@ -468,8 +525,10 @@ impl StatusWriter {
     }
 
     /// Writes what `plan` makes of the object's current state, fenced by its uid and
-    /// generation and retried on conflicts. True when it was written.
-    async fn fenced<F>(&self, target: Target, key: &ObjectKey, plan: F) -> bool
+    /// generation and retried on conflicts. True when it was written. A status the object
+    /// already holds is not written: `report` is then kept in `skipped` if that was judged
+    /// from the index (which may be behind), and dropped if from a fresh read.
+    async fn fenced<F>(&self, target: Target, key: &ObjectKey, report: &Report, plan: F) -> bool
     where
         F: Fn(&Meta, &[ConditionJson], &str) -> Result<Value, Skip>,
     {
@@ -478,44 +537,59 @@ impl StatusWriter {
         } else {
             "view_status"
         };
-        let mut current: Option<(Meta, Vec<ConditionJson>)> = {
+        let planned = |current: Option<(Meta, Vec<ConditionJson>, StatusDigest)>| {
+            let (meta, conds, stored) = current.ok_or(Skip::UnknownObject)?;
+            let body = plan(&meta, &conds, &now())?;
+            if StatusDigest::of(body.get("status")) == stored {
+                return Err(Skip::Unchanged);
+            }
+            Ok(body)
+        };
+        let mut body = {
             let idx = self.index.read();
-            match target {
+            let current = match target {
                 Target::Work => idx
                     .work(key)
-                    .map(|e| (e.meta.clone(), e.conditions.clone())),
+                    .map(|e| (e.meta.clone(), e.conditions.clone(), e.status)),
                 _ => idx
                     .view(key)
-                    .map(|v| (v.meta.clone(), v.conditions.clone())),
+                    .map(|v| (v.meta.clone(), v.conditions.clone(), v.status)),
+            };
+            let body = planned(current);
+            if body == Err(Skip::Unchanged) {
+                // Recorded under the index's lock: any later change of the object's status
+                // the index sees comes with an intent that finds this entry.
+                self.skipped
+                    .lock()
+                    .insert(report_slot(report), report.clone());
             }
+            body
         };
         for _ in 0..self.cfg.conflict_retries.max(1) {
-            let Some((meta, conds)) = &current else {
-                self.skip(kind, key, Skip::UnknownObject);
-                return false;
-            };
-            let body = match plan(meta, conds, &now()) {
+            let b = match body {
                 Ok(b) => b,
+                Err(Skip::Unchanged) => {
+                    self.metrics.status_unchanged.inc();
+                    return false;
+                }
                 Err(s) => {
                     self.skip(kind, key, s);
                     return false;
                 }
             };
             match self
-                .patch(kind, target, &key.namespace, &key.name, true, body)
+                .patch(kind, target, &key.namespace, &key.name, true, b)
                 .await
             {
                 Ok(()) => return true,
                 Err(WriteError::Conflict) => {
-                    current = self
-                        .get(target, &key.namespace, &key.name)
-                        .await
-                        .and_then(|o| match target {
-                            Target::Work => {
-                                WorkObject::from_dynamic(&o).map(|w| (w.meta, w.conditions))
-                            }
-                            _ => ViewObject::from_dynamic(&o).map(|v| (v.meta, v.conditions)),
-                        });
+                    let fresh = self.get(target, &key.namespace, &key.name).await;
+                    body = planned(fresh.and_then(|o| match target {
+                        Target::Work => {
+                            WorkObject::from_dynamic(&o).map(|w| (w.meta, w.conditions, w.status))
+                        }
+                        _ => ViewObject::from_dynamic(&o).map(|v| (v.meta, v.conditions, v.status)),
+                    }));
                 }
                 Err(WriteError::NotFound) => return false,
                 Err(e) => {
