@@ -2,7 +2,7 @@
 //! the processes' own histograms, percentiles, and what a process costs (`/proc`).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams};
 
@@ -41,24 +41,21 @@ pub fn applied_available(mw: &DynamicObject) -> (i64, bool) {
 
 /// Polls until every work in `names` is Applied and Available at generation 1 or later.
 pub async fn wait_all_applied(hub: &kube::Client, names: &[String], within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
+    let mut pending = names.len();
+    let done = drbridge_localenv::within(within, async || {
         let s = statuses(hub).await;
-        let pending = names
+        pending = names
             .iter()
             .filter(|n| !s.get(*n).is_some_and(|(g, a)| *g >= 1 && *a))
             .count();
-        if pending == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pending} of {} works not applied within {within:?}",
-            names.len()
-        );
-        // A benchmark's pacing, not a synchronisation: the list is the condition.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (pending == 0).then_some(())
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "{pending} of {} works not applied within {within:?}",
+        names.len()
+    );
 }
 
 /// What the simulated clusters hold, to tell afterwards whether anything was lost.

@@ -198,8 +198,10 @@ impl Bridge {
                 running: None,
             })
             .collect::<Vec<_>>();
-        let front = (!replicas.is_empty())
-            .then(|| Front::start(addr, replicas.iter().map(|r| r.addr).collect()));
+        let front = match replicas.is_empty() {
+            true => None,
+            false => Some(Front::start(addr, replicas.iter().map(|r| r.addr).collect()).await),
+        };
         let mut b = Bridge {
             env,
             pki,
@@ -604,7 +606,7 @@ struct Front {
 }
 
 impl Front {
-    fn start(addr: SocketAddr, backends: Vec<SocketAddr>) -> Front {
+    async fn start(addr: SocketAddr, backends: Vec<SocketAddr>) -> Front {
         let backends: Backends = Arc::new(std::sync::Mutex::new(
             backends
                 .into_iter()
@@ -612,8 +614,8 @@ impl Front {
                 .collect::<Vec<_>>(),
         ));
         let shared = backends.clone();
+        let listener = bind_retrying(addr).await;
         let task = tokio::spawn(async move {
-            let listener = bind_retrying(addr).await;
             let mut next = 0usize;
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -662,15 +664,14 @@ impl Drop for Front {
 }
 
 async fn bind_retrying(addr: SocketAddr) -> tokio::net::TcpListener {
-    let mut last = None;
-    for _ in 0..100 {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) => last = Some(e),
+    let bind = || async move { tokio::net::TcpListener::bind(addr).await.ok() };
+    match drbridge_localenv::within(Duration::from_secs(5), bind).await {
+        Some(l) => l,
+        None => {
+            let e = tokio::net::TcpListener::bind(addr).await.err();
+            panic!("binding {addr}, tried for 5 s: {e:?}")
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("binding {addr}: {last:?}");
 }
 
 fn rustls_provider() -> Result<(), Arc<drbridge_tls::rustls::crypto::CryptoProvider>> {

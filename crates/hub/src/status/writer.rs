@@ -179,7 +179,7 @@ impl StatusWriter {
                 this.take(&mut pending, op, leading);
             }
             while let Ok(i) = intents.try_recv() {
-                pending.push(WriteOp::Intent(i));
+                this.take_intent(&mut pending, i);
             }
             while leading && running.len() < this.cfg.max_in_flight.max(1) {
                 let Some(op) = pending.pop_where(|slot| !busy.contains(&slot.lane())) else {
@@ -230,7 +230,7 @@ impl StatusWriter {
                     }
                 }
                 i = intents.recv(), if intents_open => match i {
-                    Some(i) => pending.push(WriteOp::Intent(i)),
+                    Some(i) => this.take_intent(&mut pending, i),
                     None => intents_open = false,
                 },
                 _ = sweep.tick() => {
@@ -256,6 +256,20 @@ impl StatusWriter {
             self.skipped.lock().remove(&report_slot(r));
         }
         pending.push_if(op, leading);
+    }
+
+    /// Queues an index intent. A status change is queued only when a report of that object
+    /// was skipped: most follow this writer's own writes, and need nothing. Checking here is
+    /// enough, since a skip is recorded before the index change whose intent this is.
+    fn take_intent(&self, pending: &mut Pending, i: Intent) {
+        let skipped = match &i {
+            Intent::WorkStatusChanged(k) => Some(Slot::WorkStatus(k.clone())),
+            Intent::ViewStatusChanged(k) => Some(Slot::ViewStatus(k.clone())),
+            _ => None,
+        };
+        if skipped.is_none_or(|slot| self.skipped.lock().contains_key(&slot)) {
+            pending.push(WriteOp::Intent(i));
+        }
     }
 
     fn api(&self, target: Target, namespace: &str) -> Api<DynamicObject> {
