@@ -18,7 +18,7 @@ use super::plan::{
     plan_annotation, plan_finalizer, plan_reject, plan_unacknowledged, plan_view_status,
     plan_work_status,
 };
-use super::queue::{Lane, Pending, Slot, slot_of};
+use super::queue::{Lane, Pending, slot_of};
 use crate::events::HubEvents;
 use crate::index::{Intent, SharedIndex};
 use crate::leader::Leadership;
@@ -108,16 +108,27 @@ pub struct StatusWriter {
     /// before (by this replica or the previous leader), so each stays here until a newer
     /// report replaces it, and is planned again whenever the index sees that object's status
     /// change ([`Intent::WorkStatusChanged`]) and on every sweep: a skip never loses a status.
-    /// Keyed by the report's slot (`WorkStatus`, `ViewStatus`).
-    skipped: parking_lot::Mutex<HashMap<Slot, Report>>,
+    /// Keyed by the intent that makes it due again.
+    skipped: parking_lot::Mutex<HashMap<Intent, Report>>,
 }
 
-/// The slot a report is queued in.
-fn report_slot(r: &Report) -> Slot {
+/// The intent that re-checks a skipped `r`: its object's status changed.
+fn recheck_of(r: &Report) -> Intent {
     match r {
-        Report::Work { cluster, status } => Slot::WorkStatus(ObjectKey::new(cluster, &status.name)),
-        Report::View { cluster, status } => Slot::ViewStatus(ObjectKey::new(cluster, &status.name)),
+        Report::Work { cluster, status } => {
+            Intent::WorkStatusChanged(ObjectKey::new(cluster, &status.name))
+        }
+        Report::View { cluster, status } => {
+            Intent::ViewStatusChanged(ObjectKey::new(cluster, &status.name))
+        }
     }
+}
+
+fn is_recheck(i: &Intent) -> bool {
+    matches!(
+        i,
+        Intent::WorkStatusChanged(_) | Intent::ViewStatusChanged(_)
+    )
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -238,12 +249,8 @@ impl StatusWriter {
                         pending.push(WriteOp::Intent(i));
                     }
                     // A status-change intent lost on a full queue is made up for here.
-                    for slot in this.skipped.lock().keys() {
-                        match slot {
-                            Slot::WorkStatus(k) => pending.push(WriteOp::Intent(Intent::WorkStatusChanged(k.clone()))),
-                            Slot::ViewStatus(k) => pending.push(WriteOp::Intent(Intent::ViewStatusChanged(k.clone()))),
-                            _ => {}
-                        }
+                    for i in this.skipped.lock().keys() {
+                        pending.push(WriteOp::Intent(i.clone()));
                     }
                 }
             }
@@ -253,7 +260,7 @@ impl StatusWriter {
     /// Queues `op`. A newer report makes a skipped older one for the same object moot.
     fn take(&self, pending: &mut Pending, op: WriteOp, leading: bool) {
         if let WriteOp::Report(r, _) = &op {
-            self.skipped.lock().remove(&report_slot(r));
+            self.skipped.lock().remove(&recheck_of(r));
         }
         pending.push_if(op, leading);
     }
@@ -262,12 +269,7 @@ impl StatusWriter {
     /// was skipped: most follow this writer's own writes, and need nothing. Checking here is
     /// enough, since a skip is recorded before the index change whose intent this is.
     fn take_intent(&self, pending: &mut Pending, i: Intent) {
-        let skipped = match &i {
-            Intent::WorkStatusChanged(k) => Some(Slot::WorkStatus(k.clone())),
-            Intent::ViewStatusChanged(k) => Some(Slot::ViewStatus(k.clone())),
-            _ => None,
-        };
-        if skipped.is_none_or(|slot| self.skipped.lock().contains_key(&slot)) {
+        if !is_recheck(&i) || self.skipped.lock().contains_key(&i) {
             pending.push(WriteOp::Intent(i));
         }
     }
@@ -360,14 +362,8 @@ impl StatusWriter {
     async fn execute(&self, op: WriteOp) {
         match op {
             WriteOp::Report(report, _) => self.report(report).await,
-            WriteOp::Intent(Intent::WorkStatusChanged(key)) => {
-                let skipped = self.skipped.lock().remove(&Slot::WorkStatus(key));
-                if let Some(report) = skipped {
-                    self.report(report).await
-                }
-            }
-            WriteOp::Intent(Intent::ViewStatusChanged(key)) => {
-                let skipped = self.skipped.lock().remove(&Slot::ViewStatus(key));
+            WriteOp::Intent(i @ (Intent::WorkStatusChanged(_) | Intent::ViewStatusChanged(_))) => {
+                let skipped = self.skipped.lock().remove(&i);
                 if let Some(report) = skipped {
                     self.report(report).await
                 }
@@ -476,7 +472,7 @@ impl StatusWriter {
 
     async fn report(&self, report: Report) {
         // Whatever was skipped for this object before is older than this report.
-        self.skipped.lock().remove(&report_slot(&report));
+        self.skipped.lock().remove(&recheck_of(&report));
         match &report {
             Report::Work { cluster, status } => {
                 let key = ObjectKey::new(cluster, &status.name);
@@ -575,7 +571,7 @@ impl StatusWriter {
                 // the index sees comes with an intent that finds this entry.
                 self.skipped
                     .lock()
-                    .insert(report_slot(report), report.clone());
+                    .insert(recheck_of(report), report.clone());
             }
             body
         };
